@@ -45,7 +45,7 @@ def perturbations(shape, seed: int, scale: float) -> np.ndarray:
 
 
 bf16_finite = st.floats(
-    min_value=-3.0e38, max_value=3.0e38, allow_nan=False, allow_infinity=False, width=32, allow_subnormal=True
+    min_value=float(np.float32(-3.0e38)), max_value=float(np.float32(3.0e38)), allow_nan=False, allow_infinity=False, width=32, allow_subnormal=True
 ).map(lambda x: float(np.float32(x).astype(ml_dtypes.bfloat16)))
 """Finite floats exactly representable in bf16 (subnormals and signed zeros included)."""
 

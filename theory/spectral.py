@@ -1,0 +1,425 @@
+"""Gate II: model geometry (SCIENCE.md section 3 "Gate II" and the section 4 metric definitions).
+
+Contents
+- spectra and top-k singular subspaces, principal angles and the sin-theta distance;
+- the perturbation bounds of Gate II, each returned as ``(lhs, rhs)`` so a caller sees how tight
+  the bound is: Weyl, Mirsky, Ky Fan (paper form ``k |dW|_2`` and the classical sharper form),
+  Wedin sin-theta in the paper's unperturbed-gap form and in the classical safe form;
+- the section 4 metrics: normalised spectral shift, principal (LIFT) and low-magnitude masks,
+  mask overlap and its random level, principal energy fraction and its random level, Jaccard and
+  its independent-Bernoulli baseline, row / column ratios, stable rank and top-k energy share.
+
+Conventions
+- W has shape (m, n), r = min(m, n); singular values are sorted in decreasing order and
+  sigma_{r+1} := 0, so the gap gamma_k = sigma_k - sigma_{k+1} is defined for every k in 1..r.
+- Every function computes in at least fp32 (bf16 / fp16 inputs are promoted; fp64 stays fp64 when
+  x64 is enabled, which ``verify/theory_spectral.py`` uses). numpy and jax arrays are accepted.
+- Ratios that are 0/0 (a zero update, a zero matrix, two empty masks) come back as NaN.
+- Internally the top-k columns are selected by a 0/1 column mask rather than by slicing, so the
+  array shapes (and hence compiled kernels) do not depend on k.
+- Argument checks raise ``ValueError`` naming the argument; value checks are skipped under tracing,
+  so the functions stay jit-able with ``k`` and ``alpha`` static.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+
+from theory.validate import (
+    is_concrete,
+    require_finite,
+    require_matrix,
+    require_ndim,
+    require_nonempty,
+    require_open_unit,
+    require_rank_index,
+    require_same_shape,
+)
+
+__all__ = [
+    "singular_values",
+    "top_k_subspaces",
+    "spectral_gap",
+    "principal_angles",
+    "sin_theta_norm",
+    "weyl",
+    "mirsky",
+    "ky_fan",
+    "ky_fan_sharp",
+    "wedin_paper",
+    "wedin_safe",
+    "normalized_spectral_shift",
+    "principal_mask",
+    "low_magnitude_mask",
+    "mask_count",
+    "overlap",
+    "overlap_random_level",
+    "principal_energy_fraction",
+    "principal_energy_random_level",
+    "jaccard",
+    "jaccard_random_baseline",
+    "row_ratios",
+    "col_ratios",
+    "stable_rank",
+    "top_k_energy_share",
+]
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _float(x):
+    """``x`` as a jnp array of at least fp32 (fp64 kept when x64 is on)."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x.astype(jnp.float32)
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def _matrix(name: str, W):
+    require_matrix(name, W)
+    return _float(W)
+
+
+def _pair(name_a: str, a, name_b: str, b):
+    a = _matrix(name_a, a)
+    b = _matrix(name_b, b)
+    require_same_shape(name_a, a, name_b, b)
+    dtype = jnp.promote_types(a.dtype, b.dtype)
+    return a.astype(dtype), b.astype(dtype)
+
+
+def _mask(name: str, M):
+    """A 2-D mask (bool or 0/1 numbers) as a bool array."""
+    require_ndim(name, M, 2)
+    require_nonempty(name, M)
+    M = jnp.asarray(M)
+    if M.dtype != jnp.bool_:
+        require_finite(name, M)
+        M = M != 0
+    return M
+
+
+def _rank(name: str, k, W) -> int:
+    require_rank_index(name, k, min(W.shape))
+    return int(k)
+
+
+def _safe_div(num, den):
+    """num / den with 0 / 0 (or anything / 0) read as NaN."""
+    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1), jnp.nan)
+
+
+def _svd(W):
+    """Thin SVD: U (m, r), s (r,) decreasing, V (n, r)."""
+    U, s, Vt = jnp.linalg.svd(W, full_matrices=False)
+    return U, s, Vt.T
+
+
+def _colmask(r: int, k: int, dtype):
+    return (jnp.arange(r) < k).astype(dtype)
+
+
+def _opnorm(A):
+    return jnp.linalg.svd(A, compute_uv=False)[0]
+
+
+def _gap(s, k: int):
+    """gamma_k = sigma_k - sigma_{k+1} with sigma_{r+1} := 0 (k is 1-based)."""
+    nxt = s[k] if k < s.shape[0] else jnp.zeros((), s.dtype)
+    return s[k - 1] - nxt
+
+
+def _resolution(s):
+    """Gaps at or below eps * sigma_1 are read as 0: a float SVD cannot tell them from a repeated value."""
+    return jnp.finfo(s.dtype).eps * s[0]
+
+
+def _sines_desc(A0, A1, mask):
+    """Singular values (decreasing) of (I - A0k A0k^T) A1k; the first k are the sines of the principal angles."""
+    A0m = A0 * mask
+    A1m = A1 * mask
+    R = A1m - A0m @ (A0m.T @ A1m)
+    return jnp.clip(jnp.linalg.svd(R, compute_uv=False), 0.0, 1.0)
+
+
+def _cosines_desc(A0, A1, mask):
+    """Singular values (decreasing) of A0k^T A1k; the first k are the cosines of the principal angles."""
+    C = (A0 * mask).T @ (A1 * mask)
+    return jnp.clip(jnp.linalg.svd(C, compute_uv=False), 0.0, 1.0)
+
+
+def _angles(A0, A1, mask, k: int):
+    """Principal angles (increasing, radians): arcsin of the sine where it is small, arccos otherwise."""
+    cos = _cosines_desc(A0, A1, mask)[:k]
+    sin = _sines_desc(A0, A1, mask)[:k][::-1]
+    return jnp.where(sin * sin <= 0.5, jnp.arcsin(sin), jnp.arccos(cos))
+
+
+def mask_count(size: int, alpha: float) -> int:
+    """Number of entries a share-``alpha`` mask keeps: round(alpha * size), halves rounded up."""
+    return int(math.floor(alpha * size + 0.5))
+
+
+def _top_count_mask(score, count: int):
+    """Bool mask of the ``count`` largest scores; ties go to the lower row-major index."""
+    flat = score.reshape(-1)
+    order = jnp.argsort(-flat, stable=True)
+    keep = jnp.arange(flat.shape[0]) < count
+    return jnp.zeros(flat.shape, bool).at[order].set(keep).reshape(score.shape)
+
+
+# ----------------------------------------------------------------------------------------------
+# spectra and subspaces
+
+
+def singular_values(W):
+    """Singular values of W (length min(m, n), decreasing)."""
+    W = _matrix("W", W)
+    return jnp.linalg.svd(W, compute_uv=False)
+
+
+def top_k_subspaces(W, k: int):
+    """Top-k singular subspaces: returns (U_k (m, k), s (all min(m, n) singular values), V_k (n, k)).
+
+    When sigma_k = sigma_{k+1} the top-k subspace is not unique; the returned basis is one choice.
+    """
+    W = _matrix("W", W)
+    k = _rank("k", k, W)
+    U, s, V = _svd(W)
+    return U[:, :k], s, V[:, :k]
+
+
+def spectral_gap(W, k: int):
+    """gamma_k = sigma_k(W) - sigma_{k+1}(W), with sigma_{min(m,n)+1} := 0 (the Gate II gap)."""
+    W = _matrix("W", W)
+    k = _rank("k", k, W)
+    return _gap(jnp.linalg.svd(W, compute_uv=False), k)
+
+
+def principal_angles(W0, W1, k: int):
+    """Principal angles (radians, increasing) between top-k singular subspaces of W0 and W1.
+
+    SCIENCE.md section 4: cos theta_i = sigma_i(U0k^T U1k), clipped to [0, 1]; same for V.
+    Small angles are read from the sines sigma(U1k - U0k U0k^T U1k) for accuracy (as scipy does).
+    Returns (angles_U, angles_V), each of length k.
+    """
+    W0, W1 = _pair("W0", W0, "W1", W1)
+    k = _rank("k", k, W0)
+    U0, _, V0 = _svd(W0)
+    U1, _, V1 = _svd(W1)
+    mask = _colmask(U0.shape[1], k, U0.dtype)
+    return _angles(U0, U1, mask, k), _angles(V0, V1, mask, k)
+
+
+def _sin_theta(W0, W1, k: int):
+    U0, _, V0 = _svd(W0)
+    U1, _, V1 = _svd(W1)
+    mask = _colmask(U0.shape[1], k, U0.dtype)
+    return jnp.maximum(_sines_desc(U0, U1, mask)[0], _sines_desc(V0, V1, mask)[0])
+
+
+def sin_theta_norm(W0, W1, k: int):
+    """max(|sin Theta(U0k, U1k)|_2, |sin Theta(V0k, V1k)|_2): the largest principal-angle sine, the Wedin lhs."""
+    W0, W1 = _pair("W0", W0, "W1", W1)
+    k = _rank("k", k, W0)
+    return _sin_theta(W0, W1, k)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gate II bounds, each (lhs, rhs)
+
+
+def _shifts(W0, dW):
+    s0 = jnp.linalg.svd(W0, compute_uv=False)
+    s1 = jnp.linalg.svd(W0 + dW, compute_uv=False)
+    return s1 - s0
+
+
+def weyl(W0, dW):
+    """Weyl's inequality: lhs = max_i |sigma_i(W0 + dW) - sigma_i(W0)|, rhs = |dW|_2."""
+    W0, dW = _pair("W0", W0, "dW", dW)
+    return jnp.max(jnp.abs(_shifts(W0, dW))), _opnorm(dW)
+
+
+def mirsky(W0, dW):
+    """Mirsky's inequality: lhs = sum_i (sigma_i(W0 + dW) - sigma_i(W0))^2, rhs = |dW|_F^2."""
+    W0, dW = _pair("W0", W0, "dW", dW)
+    return jnp.sum(_shifts(W0, dW) ** 2), jnp.sum(dW * dW)
+
+
+def ky_fan(W0, dW, k: int):
+    """Ky Fan, paper form: lhs = |sum_{i<=k} sigma_i(W0+dW) - sum_{i<=k} sigma_i(W0)|, rhs = k |dW|_2.
+
+    The classical sharper right side (the Ky Fan k-norm of dW) is in ``ky_fan_sharp``.
+    """
+    W0, dW = _pair("W0", W0, "dW", dW)
+    k = _rank("k", k, W0)
+    return jnp.abs(jnp.sum(_shifts(W0, dW)[:k])), k * _opnorm(dW)
+
+
+def ky_fan_sharp(W0, dW, k: int):
+    """Ky Fan, classical form (triangle inequality of the Ky Fan k-norm): same lhs as ``ky_fan``,
+    rhs = sum_{i<=k} sigma_i(dW) <= k |dW|_2."""
+    W0, dW = _pair("W0", W0, "dW", dW)
+    k = _rank("k", k, W0)
+    sd = jnp.linalg.svd(dW, compute_uv=False)
+    return jnp.abs(jnp.sum(_shifts(W0, dW)[:k])), jnp.sum(sd[:k])
+
+
+def _wedin_parts(W0, dW, k: int):
+    s0 = jnp.linalg.svd(W0, compute_uv=False)
+    gap = _gap(s0, k)
+    gap = jnp.where(gap > _resolution(s0), gap, 0.0)
+    return _sin_theta(W0, W0 + dW, k), gap, _opnorm(dW)
+
+
+def wedin_paper(W0, dW, k: int):
+    """Wedin sin-theta, paper form (unperturbed gap, paper Gate II):
+    lhs = max(|sin Theta(U_k, U_k+)|_2, |sin Theta(V_k, V_k+)|_2), rhs = |dW|_2 / gamma_k(W0).
+
+    Not a theorem as stated: it can fail for |dW|_2 < gamma_k (see ``verify/theory_spectral.py``);
+    for |dW|_2 >= gamma_k it holds trivially since rhs >= 1 >= lhs.
+    When gamma_k is 0 (or below the float resolution eps * sigma_1) the top-k subspace is not
+    unique and rhs = inf.
+    """
+    W0, dW = _pair("W0", W0, "dW", dW)
+    k = _rank("k", k, W0)
+    lhs, gap, nd = _wedin_parts(W0, dW, k)
+    rhs = jnp.where(gap > 0, nd / jnp.where(gap > 0, gap, 1), jnp.inf)
+    return lhs, rhs
+
+
+def wedin_safe(W0, dW, k: int):
+    """Wedin sin-theta, classical safe form (Wedin 1972 with the perturbed gap bounded by Weyl):
+    lhs as in ``wedin_paper``, rhs = |dW|_2 / (gamma_k - |dW|_2).
+
+    Valid only when |dW|_2 < gamma_k (then sigma_k(W0 + dW) - sigma_{k+1}(W0) >= gamma_k - |dW|_2 > 0);
+    otherwise rhs = inf (no statement). gamma_k = 0 (or below eps * sigma_1) also gives rhs = inf.
+    """
+    W0, dW = _pair("W0", W0, "dW", dW)
+    k = _rank("k", k, W0)
+    lhs, gap, nd = _wedin_parts(W0, dW, k)
+    den = gap - nd
+    rhs = jnp.where((gap > 0) & (den > 0), nd / jnp.where(den > 0, den, 1), jnp.inf)
+    return lhs, rhs
+
+
+# ----------------------------------------------------------------------------------------------
+# section 4 metrics
+
+
+def normalized_spectral_shift(W0, W1):
+    """NSS = |sigma(W1) - sigma(W0)|_2 / |sigma(W0)|_2 (NaN for W0 = 0)."""
+    W0, W1 = _pair("W0", W0, "W1", W1)
+    s0 = jnp.linalg.svd(W0, compute_uv=False)
+    s1 = jnp.linalg.svd(W1, compute_uv=False)
+    return _safe_div(jnp.linalg.norm(s1 - s0), jnp.linalg.norm(s0))
+
+
+def principal_mask(W0, k: int, alpha: float):
+    """Principal mask (LIFT): score each entry by |(rank-k truncated SVD of W0)_ij| and keep the top
+    ``alpha`` share, exactly ``mask_count(m * n, alpha)`` entries; ties go to the lower row-major index.
+
+    If sigma_k = sigma_{k+1} the rank-k reconstruction is not unique; the mask follows the SVD's choice.
+    """
+    W0 = _matrix("W0", W0)
+    k = _rank("k", k, W0)
+    require_open_unit("alpha", alpha)
+    U, s, V = _svd(W0)
+    recon = (U * (s * _colmask(s.shape[0], k, s.dtype))) @ V.T
+    return _top_count_mask(jnp.abs(recon), mask_count(W0.size, alpha))
+
+
+def low_magnitude_mask(W0, alpha: float):
+    """Low-magnitude mask: the bottom ``alpha`` share of |W0| (``mask_count(m * n, alpha)`` entries,
+    ties go to the lower row-major index)."""
+    W0 = _matrix("W0", W0)
+    require_open_unit("alpha", alpha)
+    return _top_count_mask(-jnp.abs(W0), mask_count(W0.size, alpha))
+
+
+def overlap(mask_x, mask):
+    """Overlap(M_x, M) = |M_x n M| / |M| (SCIENCE.md section 4); its random level is
+    ``overlap_random_level(mask_x)``. An empty ``mask`` raises ValueError (NaN under tracing)."""
+    mask_x = _mask("mask_x", mask_x)
+    mask = _mask("mask", mask)
+    require_same_shape("mask_x", mask_x, "mask", mask)
+    size = jnp.sum(mask)
+    if is_concrete(size) and int(size) == 0:
+        raise ValueError("Argument `mask` selects no entry; overlap divides by |mask|.")
+    return _safe_div(jnp.sum(mask_x & mask).astype(jnp.float32), size.astype(jnp.float32))
+
+
+def overlap_random_level(mask_x):
+    """Random level of ``overlap(mask_x, M)``: the density of M_x (expected overlap for a random M)."""
+    return jnp.mean(_mask("mask_x", mask_x).astype(jnp.float32))
+
+
+def principal_energy_fraction(W0, dW, k: int):
+    """|U0k U0k^T dW V0k V0k^T|_F^2 / |dW|_F^2 (= |U0k^T dW V0k|_F^2 / |dW|_F^2); NaN for dW = 0.
+    Random level: ``principal_energy_random_level``."""
+    W0, dW = _pair("W0", W0, "dW", dW)
+    k = _rank("k", k, W0)
+    U, s, V = _svd(W0)
+    mask = _colmask(s.shape[0], k, s.dtype)
+    P = (U * mask).T @ dW @ (V * mask)
+    return _safe_div(jnp.sum(P * P), jnp.sum(dW * dW))
+
+
+def principal_energy_random_level(m: int, n: int, k: int) -> float:
+    """k^2 / (m n): the expected principal energy fraction of an isotropic Gaussian dW (exactly, since
+    the fraction is Beta(k^2/2, (mn - k^2)/2) distributed)."""
+    for name, v in (("m", m), ("n", n)):
+        if int(v) != v or int(v) < 1:
+            raise ValueError(f"Argument `{name}` must be a positive integer, got {v}.")
+    require_rank_index("k", k, min(int(m), int(n)))
+    return float(k) ** 2 / (float(m) * float(n))
+
+
+def jaccard(A, B):
+    """J(A, B) = |A n B| / |A u B| for two same-shape masks; NaN when both are empty."""
+    A = _mask("A", A)
+    B = _mask("B", B)
+    require_same_shape("A", A, "B", B)
+    return _safe_div(jnp.sum(A & B).astype(jnp.float32), jnp.sum(A | B).astype(jnp.float32))
+
+
+def jaccard_random_baseline(p, q):
+    """Expected Jaccard of independent Bernoulli masks of densities p and q (large-size limit):
+    pq / (p + q - pq). NaN when p = q = 0."""
+    for name, v in (("p", p), ("q", q)):
+        if is_concrete(v) and not bool(np.all((np.asarray(v, np.float64) >= 0) & (np.asarray(v, np.float64) <= 1))):
+            raise ValueError(f"Argument `{name}` must lie in [0, 1], got {v}.")
+    p = _float(p)
+    q = _float(q)
+    return _safe_div(p * q, p + q - p * q)
+
+
+def row_ratios(mask):
+    """Row ratio (SCIENCE.md section 4): mean of the mask over each row, shape (m,)."""
+    return jnp.mean(_mask("mask", mask).astype(jnp.float32), axis=1)
+
+
+def col_ratios(mask):
+    """Column ratio: mean of the mask over each column, shape (n,)."""
+    return jnp.mean(_mask("mask", mask).astype(jnp.float32), axis=0)
+
+
+def stable_rank(W):
+    """Stable rank |W|_F^2 / |W|_2^2, in [1, rank(W)]; NaN for W = 0."""
+    s = singular_values(W)
+    return _safe_div(jnp.sum(s * s), s[0] * s[0])
+
+
+def top_k_energy_share(W, k: int):
+    """sum_{i<=k} sigma_i^2 / sum_i sigma_i^2: share of |W|_F^2 in the top-k directions; NaN for W = 0."""
+    W = _matrix("W", W)
+    k = _rank("k", k, W)
+    s = jnp.linalg.svd(W, compute_uv=False)
+    s2 = s * s
+    return _safe_div(jnp.sum(s2[:k]), jnp.sum(s2))

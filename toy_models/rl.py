@@ -1,0 +1,133 @@
+"""The GRPO family: group advantages, a clipped surrogate with a KL anchor, loss aggregation modes.
+
+Names follow TRL / tunix: ``num_generations`` samples per prompt, ``beta`` (KL weight), ``epsilon``
+and ``epsilon_high`` (clip range [1 - epsilon, 1 + epsilon_high]), ``num_iterations`` (inner updates
+per sampled batch), ``kl_estimator`` k1/k2/k3, ``advantage_estimator`` grpo/drgrpo/rloo and
+``loss_agg``. DAPO-like and Dr.GRPO-like recipes are presets of the same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from theory.kl import kl_estimate
+from toy_models.config import check
+
+LOG_RATIO_CLAMP = 20.0
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    num_generations: int = 8
+    prompts_per_step: int = 16
+    beta: float = 0.04
+    kl_estimator: Literal["k1", "k2", "k3"] = "k3"
+    kl_placement: Literal["loss", "reward"] = "loss"
+    epsilon: float = 0.2
+    epsilon_high: float | None = None
+    num_iterations: int = 1
+    advantage_estimator: Literal["grpo", "drgrpo", "rloo"] = "grpo"
+    loss_agg: Literal["seq_mean", "token_mean", "global_token_mean", "fixed_len"] = "seq_mean"
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        check(self.num_generations >= 2, "rl.num_generations", f"must be at least 2 (a group needs a baseline), got {self.num_generations}")
+        check(self.prompts_per_step >= 1, "rl.prompts_per_step", f"must be positive, got {self.prompts_per_step}")
+        check(self.beta >= 0, "rl.beta", f"must be non-negative, got {self.beta}")
+        check(0 < self.epsilon < 1, "rl.epsilon", f"must lie in (0, 1), got {self.epsilon}")
+        check(self.epsilon_high is None or 0 < self.epsilon_high < 1, "rl.epsilon_high", f"must lie in (0, 1), got {self.epsilon_high}")
+        check(self.kl_estimator in ("k1", "k2", "k3"), "rl.kl_estimator", f"must be k1, k2 or k3, got {self.kl_estimator!r}")
+        check(self.kl_placement in ("loss", "reward"), "rl.kl_placement", f"must be 'loss' or 'reward', got {self.kl_placement!r}")
+        check(self.num_iterations >= 1, "rl.num_iterations", f"must be positive, got {self.num_iterations}")
+        check(self.advantage_estimator in ("grpo", "drgrpo", "rloo"), "rl.advantage_estimator",
+              f"must be grpo, drgrpo or rloo, got {self.advantage_estimator!r}")
+        check(self.loss_agg in ("seq_mean", "token_mean", "global_token_mean", "fixed_len"), "rl.loss_agg",
+              f"must be seq_mean, token_mean, global_token_mean or fixed_len, got {self.loss_agg!r}")
+        check(self.temperature > 0, "rl.temperature", f"must be positive, got {self.temperature}")
+
+    @property
+    def eps_high(self) -> float:
+        return self.epsilon if self.epsilon_high is None else self.epsilon_high
+
+
+def advantages(rewards_PG, estimator: str) -> jnp.ndarray:
+    """Per-sample advantages from rewards grouped as (prompts, generations).
+
+    grpo: (r - group mean) / (group std + 1e-4), population std; drgrpo: r - group mean (Dr.GRPO);
+    rloo: r - mean of the other G-1 rewards of the group. An all-equal group gives zeros, never NaN.
+    """
+    r = rewards_PG.astype(jnp.float32)
+    G = r.shape[1]
+    mean = r.mean(axis=1, keepdims=True)
+    if estimator == "grpo":
+        return (r - mean) / (r.std(axis=1, keepdims=True) + 1e-4)
+    if estimator == "drgrpo":
+        return r - mean
+    if estimator == "rloo":
+        return r - (r.sum(axis=1, keepdims=True) - r) / (G - 1)
+    raise ValueError(f"Unknown advantage_estimator {estimator!r}.")
+
+
+def aggregate(loss_BT, mask_BT, mode: str, num_generations: int) -> jnp.ndarray:
+    """Reduce per-token losses to a scalar.
+
+    seq_mean: mean over sequences of each sequence's token mean (GRPO); token_mean: per group, the
+    sum over its tokens / its token count, then mean over groups; global_token_mean: sum over every
+    token / every token's count (DAPO); fixed_len: sum over every token / (sequences x completion
+    length) (Dr.GRPO's constant normaliser).
+    """
+    m = mask_BT.astype(jnp.float32)
+    lm = loss_BT * m
+    if mode == "seq_mean":
+        return jnp.mean(lm.sum(1) / jnp.maximum(m.sum(1), 1.0))
+    if mode == "token_mean":
+        B, T = lm.shape
+        g_sum = lm.reshape(-1, num_generations * T).sum(1)
+        g_cnt = m.reshape(-1, num_generations * T).sum(1)
+        return jnp.mean(g_sum / jnp.maximum(g_cnt, 1.0))
+    if mode == "global_token_mean":
+        return lm.sum() / jnp.maximum(m.sum(), 1.0)
+    if mode == "fixed_len":
+        return lm.sum() / (lm.shape[0] * lm.shape[1])
+    raise ValueError(f"Unknown loss_agg {mode!r}.")
+
+
+def clipped_surrogate(logp_new_BT, logp_old_BT, adv_B, epsilon: float, epsilon_high: float):
+    """Per-token PPO surrogate -min(ratio A, clip(ratio, 1-eps, 1+eps_high) A); log-ratio clamped before exp.
+
+    Returns (loss_BT, clipped_low_BT, clipped_high_BT) where the clip flags mark tokens whose gradient
+    the clip removed.
+    """
+    log_ratio = jnp.clip(logp_new_BT - logp_old_BT, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    ratio = jnp.exp(log_ratio)
+    a = adv_B[:, None]
+    unclipped = ratio * a
+    clipped = jnp.clip(ratio, 1 - epsilon, 1 + epsilon_high) * a
+    loss = -jnp.minimum(unclipped, clipped)
+    low = (ratio < 1 - epsilon) & (a < 0)
+    high = (ratio > 1 + epsilon_high) & (a > 0)
+    return loss, low, high
+
+
+def policy_loss(logp_new_BT, logp_old_BT, logp_ref_BT, adv_B, mask_BT, rl: RLConfig):
+    """GRPO objective to minimise: aggregated clipped surrogate + beta * KL estimator (when in the loss)."""
+    surr, low, high = clipped_surrogate(logp_new_BT, logp_old_BT, adv_B, rl.epsilon, rl.eps_high)
+    per_token = surr
+    if rl.beta > 0 and rl.kl_placement == "loss":
+        per_token = per_token + rl.beta * kl_estimate(logp_new_BT, logp_ref_BT, rl.kl_estimator)
+    m = mask_BT.astype(jnp.float32)
+    n = jnp.maximum(m.sum(), 1.0)
+    stats = {"clip/low_frac": jnp.sum(low * m) / n, "clip/high_frac": jnp.sum(high * m) / n}
+    return aggregate(per_token, mask_BT, rl.loss_agg, rl.num_generations), stats
+
+
+def shaped_rewards(rewards_B, logp_old_BT, logp_ref_BT, mask_BT, rl: RLConfig):
+    """Rewards with the KL penalty placed in the reward (beta * per-sequence estimator sum), else unchanged."""
+    if rl.beta > 0 and rl.kl_placement == "reward":
+        k = kl_estimate(logp_old_BT, logp_ref_BT, rl.kl_estimator) * mask_BT
+        return rewards_B - rl.beta * jax.lax.stop_gradient(k.sum(1))
+    return rewards_B
