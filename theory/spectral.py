@@ -115,9 +115,21 @@ def _safe_div(num, den):
 
 
 def _svd(W):
-    """Thin SVD: U (m, r), s (r,) decreasing, V (n, r)."""
+    """Thin SVD: U (m, r), s (r,) decreasing, V (n, r).
+
+    Always the same LAPACK call on the tall orientation (rows >= columns): every SVD in this module
+    then runs on one of two shapes, (max(m, n), r) or (r, r), which keeps compilation cheap when many
+    shapes are seen (tests, verify). Singular values come from the same call."""
+    if W.shape[0] < W.shape[1]:
+        V, s, U = _svd(W.T)
+        return U, s, V
     U, s, Vt = jnp.linalg.svd(W, full_matrices=False)
     return U, s, Vt.T
+
+
+def _sv(W):
+    """Singular values, decreasing (via ``_svd``)."""
+    return _svd(W)[1]
 
 
 def _colmask(r: int, k: int, dtype):
@@ -125,7 +137,7 @@ def _colmask(r: int, k: int, dtype):
 
 
 def _opnorm(A):
-    return jnp.linalg.svd(A, compute_uv=False)[0]
+    return _sv(A)[0]
 
 
 def _gap(s, k: int):
@@ -144,13 +156,13 @@ def _sines_desc(A0, A1, mask):
     A0m = A0 * mask
     A1m = A1 * mask
     R = A1m - A0m @ (A0m.T @ A1m)
-    return jnp.clip(jnp.linalg.svd(R, compute_uv=False), 0.0, 1.0)
+    return jnp.clip(_sv(R), 0.0, 1.0)
 
 
 def _cosines_desc(A0, A1, mask):
     """Singular values (decreasing) of A0k^T A1k; the first k are the cosines of the principal angles."""
     C = (A0 * mask).T @ (A1 * mask)
-    return jnp.clip(jnp.linalg.svd(C, compute_uv=False), 0.0, 1.0)
+    return jnp.clip(_sv(C), 0.0, 1.0)
 
 
 def _angles(A0, A1, mask, k: int):
@@ -180,7 +192,7 @@ def _top_count_mask(score, count: int):
 def singular_values(W):
     """Singular values of W (length min(m, n), decreasing)."""
     W = _matrix("W", W)
-    return jnp.linalg.svd(W, compute_uv=False)
+    return _sv(W)
 
 
 def top_k_subspaces(W, k: int):
@@ -198,7 +210,7 @@ def spectral_gap(W, k: int):
     """gamma_k = sigma_k(W) - sigma_{k+1}(W), with sigma_{min(m,n)+1} := 0 (the Gate II gap)."""
     W = _matrix("W", W)
     k = _rank("k", k, W)
-    return _gap(jnp.linalg.svd(W, compute_uv=False), k)
+    return _gap(_sv(W), k)
 
 
 def principal_angles(W0, W1, k: int):
@@ -235,8 +247,8 @@ def sin_theta_norm(W0, W1, k: int):
 
 
 def _shifts(W0, dW):
-    s0 = jnp.linalg.svd(W0, compute_uv=False)
-    s1 = jnp.linalg.svd(W0 + dW, compute_uv=False)
+    s0 = _sv(W0)
+    s1 = _sv(W0 + dW)
     return s1 - s0
 
 
@@ -267,12 +279,12 @@ def ky_fan_sharp(W0, dW, k: int):
     rhs = sum_{i<=k} sigma_i(dW) <= k |dW|_2."""
     W0, dW = _pair("W0", W0, "dW", dW)
     k = _rank("k", k, W0)
-    sd = jnp.linalg.svd(dW, compute_uv=False)
+    sd = _sv(dW)
     return jnp.abs(jnp.sum(_shifts(W0, dW)[:k])), jnp.sum(sd[:k])
 
 
 def _wedin_parts(W0, dW, k: int):
-    s0 = jnp.linalg.svd(W0, compute_uv=False)
+    s0 = _sv(W0)
     gap = _gap(s0, k)
     gap = jnp.where(gap > _resolution(s0), gap, 0.0)
     return _sin_theta(W0, W0 + dW, k), gap, _opnorm(dW)
@@ -316,8 +328,8 @@ def wedin_safe(W0, dW, k: int):
 def normalized_spectral_shift(W0, W1):
     """NSS = |sigma(W1) - sigma(W0)|_2 / |sigma(W0)|_2 (NaN for W0 = 0)."""
     W0, W1 = _pair("W0", W0, "W1", W1)
-    s0 = jnp.linalg.svd(W0, compute_uv=False)
-    s1 = jnp.linalg.svd(W1, compute_uv=False)
+    s0 = _sv(W0)
+    s1 = _sv(W1)
     return _safe_div(jnp.linalg.norm(s1 - s0), jnp.linalg.norm(s0))
 
 
@@ -420,6 +432,6 @@ def top_k_energy_share(W, k: int):
     """sum_{i<=k} sigma_i^2 / sum_i sigma_i^2: share of |W|_F^2 in the top-k directions; NaN for W = 0."""
     W = _matrix("W", W)
     k = _rank("k", k, W)
-    s = jnp.linalg.svd(W, compute_uv=False)
+    s = _sv(W)
     s2 = s * s
     return _safe_div(jnp.sum(s2[:k]), jnp.sum(s2))

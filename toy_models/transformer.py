@@ -82,7 +82,9 @@ class Attention(nnx.Module):
             k_all, v_all = k, v
         S = k_all.shape[1]
         q_idx = offset + jnp.arange(T)
-        allowed_BTS = (jnp.arange(S)[None, :] <= q_idx[:, None])[None] & key_ok_BS[:, None, :]
+        causal_TS = jnp.arange(S)[None, :] <= q_idx[:, None]
+        own_TS = jnp.arange(S)[None, :] == q_idx[:, None]  # a PAD query sees only itself, so no row is empty
+        allowed_BTS = causal_TS[None] & (key_ok_BS[:, None, :] | own_TS[None])
         scores = jnp.einsum("bthd,bshd->bhts", q, k_all).astype(jnp.float32) / jnp.sqrt(D // H)
         scores = jnp.where(allowed_BTS[:, None], scores, MASK_VALUE)
         probs = jax.nn.softmax(scores, axis=-1)
