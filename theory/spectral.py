@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -132,7 +133,8 @@ def _sv(W):
     return _svd(W)[1]
 
 
-def _colmask(r: int, k: int, dtype):
+def _colmask(r: int, k, dtype):
+    """1.0 for the first k of r columns, 0.0 after (k may be traced)."""
     return (jnp.arange(r) < k).astype(dtype)
 
 
@@ -140,10 +142,10 @@ def _opnorm(A):
     return _sv(A)[0]
 
 
-def _gap(s, k: int):
-    """gamma_k = sigma_k - sigma_{k+1} with sigma_{r+1} := 0 (k is 1-based)."""
-    nxt = s[k] if k < s.shape[0] else jnp.zeros((), s.dtype)
-    return s[k - 1] - nxt
+def _gap(s, k):
+    """gamma_k = sigma_k - sigma_{k+1} with sigma_{r+1} := 0 (k is 1-based, may be traced)."""
+    ext = jnp.concatenate([s, jnp.zeros((1,), s.dtype)])
+    return ext[k - 1] - ext[k]
 
 
 def _resolution(s):
@@ -165,10 +167,12 @@ def _cosines_desc(A0, A1, mask):
     return jnp.clip(_sv(C), 0.0, 1.0)
 
 
-def _angles(A0, A1, mask, k: int):
-    """Principal angles (increasing, radians): arcsin of the sine where it is small, arccos otherwise."""
-    cos = _cosines_desc(A0, A1, mask)[:k]
-    sin = _sines_desc(A0, A1, mask)[:k][::-1]
+def _angles(A0, A1, mask, k):
+    """Principal angles, length r, increasing in the first k entries (radians): arcsin of the sine
+    where it is small, arccos of the cosine otherwise. Entries past k are meaningless."""
+    r = mask.shape[0]
+    cos = _cosines_desc(A0, A1, mask)
+    sin = _sines_desc(A0, A1, mask)[jnp.clip(k - 1 - jnp.arange(r), 0, r - 1)]
     return jnp.where(sin * sin <= 0.5, jnp.arcsin(sin), jnp.arccos(cos))
 
 
@@ -177,7 +181,7 @@ def mask_count(size: int, alpha: float) -> int:
     return int(math.floor(alpha * size + 0.5))
 
 
-def _top_count_mask(score, count: int):
+def _top_count_mask(score, count):
     """Bool mask of the ``count`` largest scores; ties go to the lower row-major index."""
     flat = score.reshape(-1)
     order = jnp.argsort(-flat, stable=True)
@@ -186,13 +190,116 @@ def _top_count_mask(score, count: int):
 
 
 # ----------------------------------------------------------------------------------------------
+# jitted kernels: k and counts are traced, so one compilation serves every k of a shape
+
+
+@jax.jit
+def _k_frames(W):
+    return _svd(W)
+
+
+@jax.jit
+def _k_sv(W):
+    return _sv(W)
+
+
+@jax.jit
+def _k_angles(W0, W1, k):
+    U0, _, V0 = _svd(W0)
+    U1, _, V1 = _svd(W1)
+    mask = _colmask(U0.shape[1], k, U0.dtype)
+    return _angles(U0, U1, mask, k), _angles(V0, V1, mask, k)
+
+
+def _sin_theta(W0, W1, k):
+    U0, _, V0 = _svd(W0)
+    U1, _, V1 = _svd(W1)
+    mask = _colmask(U0.shape[1], k, U0.dtype)
+    return jnp.maximum(_sines_desc(U0, U1, mask)[0], _sines_desc(V0, V1, mask)[0])
+
+
+_k_sin_theta = jax.jit(_sin_theta)
+
+
+@jax.jit
+def _k_shift_bounds(W0, dW, k):
+    """Weyl, Mirsky and Ky Fan (both right sides) from one set of SVDs."""
+    shift = _sv(W0 + dW) - _sv(W0)
+    sd = _sv(dW)
+    top = _colmask(sd.shape[0], k, sd.dtype)
+    return dict(
+        weyl=(jnp.max(jnp.abs(shift)), sd[0]),
+        mirsky=(jnp.sum(shift * shift), jnp.sum(dW * dW)),
+        ky_fan=(jnp.abs(jnp.sum(shift * top)), k * sd[0]),
+        ky_fan_sharp=(jnp.abs(jnp.sum(shift * top)), jnp.sum(sd * top)),
+    )
+
+
+@jax.jit
+def _k_wedin(W0, dW, k):
+    s0 = _sv(W0)
+    gap = _gap(s0, k)
+    gap = jnp.where(gap > _resolution(s0), gap, 0.0)
+    nd = _opnorm(dW)
+    lhs = _sin_theta(W0, W0 + dW, k)
+    paper = jnp.where(gap > 0, nd / jnp.where(gap > 0, gap, 1), jnp.inf)
+    den = gap - nd
+    safe = jnp.where((gap > 0) & (den > 0), nd / jnp.where(den > 0, den, 1), jnp.inf)
+    return lhs, paper, safe
+
+
+@jax.jit
+def _k_nss(W0, W1):
+    s0 = _sv(W0)
+    return _safe_div(jnp.linalg.norm(_sv(W1) - s0), jnp.linalg.norm(s0))
+
+
+@jax.jit
+def _k_principal_mask(W0, k, count):
+    U, s, V = _svd(W0)
+    recon = (U * (s * _colmask(s.shape[0], k, s.dtype))) @ V.T
+    return _top_count_mask(jnp.abs(recon), count)
+
+
+@jax.jit
+def _k_low_mask(W0, count):
+    return _top_count_mask(-jnp.abs(W0), count)
+
+
+@jax.jit
+def _k_energy(W0, dW, k):
+    U, s, V = _svd(W0)
+    mask = _colmask(s.shape[0], k, s.dtype)
+    P = (U * mask).T @ dW @ (V * mask)
+    return _safe_div(jnp.sum(P * P), jnp.sum(dW * dW))
+
+
+@jax.jit
+def _k_mask_pair(A, B):
+    inter = jnp.sum(A & B).astype(jnp.float32)
+    return inter, jnp.sum(A | B).astype(jnp.float32), jnp.sum(B).astype(jnp.float32)
+
+
+@jax.jit
+def _k_ratios(M):
+    M = M.astype(jnp.float32)
+    return jnp.mean(M, axis=1), jnp.mean(M, axis=0), jnp.mean(M)
+
+
+@jax.jit
+def _k_energy_share(W, k):
+    s = _sv(W)
+    s2 = s * s
+    return _safe_div(jnp.sum(s2 * _colmask(s.shape[0], k, s.dtype)), jnp.sum(s2)), _safe_div(jnp.sum(s2), s2[0])
+
+
+# ----------------------------------------------------------------------------------------------
 # spectra and subspaces
 
 
 def singular_values(W):
     """Singular values of W (length min(m, n), decreasing)."""
-    W = _matrix("W", W)
-    return _sv(W)
+    return _k_sv(_matrix("W", W))
 
 
 def top_k_subspaces(W, k: int):
@@ -202,7 +309,7 @@ def top_k_subspaces(W, k: int):
     """
     W = _matrix("W", W)
     k = _rank("k", k, W)
-    U, s, V = _svd(W)
+    U, s, V = _k_frames(W)
     return U[:, :k], s, V[:, :k]
 
 
@@ -210,7 +317,7 @@ def spectral_gap(W, k: int):
     """gamma_k = sigma_k(W) - sigma_{k+1}(W), with sigma_{min(m,n)+1} := 0 (the Gate II gap)."""
     W = _matrix("W", W)
     k = _rank("k", k, W)
-    return _gap(_sv(W), k)
+    return _gap(_k_sv(W), k)
 
 
 def principal_angles(W0, W1, k: int):
@@ -222,46 +329,31 @@ def principal_angles(W0, W1, k: int):
     """
     W0, W1 = _pair("W0", W0, "W1", W1)
     k = _rank("k", k, W0)
-    U0, _, V0 = _svd(W0)
-    U1, _, V1 = _svd(W1)
-    mask = _colmask(U0.shape[1], k, U0.dtype)
-    return _angles(U0, U1, mask, k), _angles(V0, V1, mask, k)
-
-
-def _sin_theta(W0, W1, k: int):
-    U0, _, V0 = _svd(W0)
-    U1, _, V1 = _svd(W1)
-    mask = _colmask(U0.shape[1], k, U0.dtype)
-    return jnp.maximum(_sines_desc(U0, U1, mask)[0], _sines_desc(V0, V1, mask)[0])
+    au, av = _k_angles(W0, W1, k)
+    return au[:k], av[:k]
 
 
 def sin_theta_norm(W0, W1, k: int):
     """max(|sin Theta(U0k, U1k)|_2, |sin Theta(V0k, V1k)|_2): the largest principal-angle sine, the Wedin lhs."""
     W0, W1 = _pair("W0", W0, "W1", W1)
     k = _rank("k", k, W0)
-    return _sin_theta(W0, W1, k)
+    return _k_sin_theta(W0, W1, k)
 
 
 # ----------------------------------------------------------------------------------------------
 # Gate II bounds, each (lhs, rhs)
 
 
-def _shifts(W0, dW):
-    s0 = _sv(W0)
-    s1 = _sv(W0 + dW)
-    return s1 - s0
-
-
 def weyl(W0, dW):
     """Weyl's inequality: lhs = max_i |sigma_i(W0 + dW) - sigma_i(W0)|, rhs = |dW|_2."""
     W0, dW = _pair("W0", W0, "dW", dW)
-    return jnp.max(jnp.abs(_shifts(W0, dW))), _opnorm(dW)
+    return _k_shift_bounds(W0, dW, 1)["weyl"]
 
 
 def mirsky(W0, dW):
     """Mirsky's inequality: lhs = sum_i (sigma_i(W0 + dW) - sigma_i(W0))^2, rhs = |dW|_F^2."""
     W0, dW = _pair("W0", W0, "dW", dW)
-    return jnp.sum(_shifts(W0, dW) ** 2), jnp.sum(dW * dW)
+    return _k_shift_bounds(W0, dW, 1)["mirsky"]
 
 
 def ky_fan(W0, dW, k: int):
@@ -271,7 +363,7 @@ def ky_fan(W0, dW, k: int):
     """
     W0, dW = _pair("W0", W0, "dW", dW)
     k = _rank("k", k, W0)
-    return jnp.abs(jnp.sum(_shifts(W0, dW)[:k])), k * _opnorm(dW)
+    return _k_shift_bounds(W0, dW, k)["ky_fan"]
 
 
 def ky_fan_sharp(W0, dW, k: int):
@@ -279,15 +371,7 @@ def ky_fan_sharp(W0, dW, k: int):
     rhs = sum_{i<=k} sigma_i(dW) <= k |dW|_2."""
     W0, dW = _pair("W0", W0, "dW", dW)
     k = _rank("k", k, W0)
-    sd = _sv(dW)
-    return jnp.abs(jnp.sum(_shifts(W0, dW)[:k])), jnp.sum(sd[:k])
-
-
-def _wedin_parts(W0, dW, k: int):
-    s0 = _sv(W0)
-    gap = _gap(s0, k)
-    gap = jnp.where(gap > _resolution(s0), gap, 0.0)
-    return _sin_theta(W0, W0 + dW, k), gap, _opnorm(dW)
+    return _k_shift_bounds(W0, dW, k)["ky_fan_sharp"]
 
 
 def wedin_paper(W0, dW, k: int):
@@ -295,15 +379,16 @@ def wedin_paper(W0, dW, k: int):
     lhs = max(|sin Theta(U_k, U_k+)|_2, |sin Theta(V_k, V_k+)|_2), rhs = |dW|_2 / gamma_k(W0).
 
     Not a theorem as stated: it can fail for |dW|_2 < gamma_k (see ``verify/theory_spectral.py``);
-    for |dW|_2 >= gamma_k it holds trivially since rhs >= 1 >= lhs.
+    for |dW|_2 >= gamma_k it holds trivially since rhs >= 1 >= lhs. Where the safe form applies it
+    caps the paper ratio lhs/rhs by 1 / (1 - |dW|_2/gamma_k), and lhs <= 1 caps it by
+    gamma_k / |dW|_2, so the paper form is never off by more than a factor 2.
     When gamma_k is 0 (or below the float resolution eps * sigma_1) the top-k subspace is not
     unique and rhs = inf.
     """
     W0, dW = _pair("W0", W0, "dW", dW)
     k = _rank("k", k, W0)
-    lhs, gap, nd = _wedin_parts(W0, dW, k)
-    rhs = jnp.where(gap > 0, nd / jnp.where(gap > 0, gap, 1), jnp.inf)
-    return lhs, rhs
+    lhs, paper, _ = _k_wedin(W0, dW, k)
+    return lhs, paper
 
 
 def wedin_safe(W0, dW, k: int):
@@ -315,10 +400,8 @@ def wedin_safe(W0, dW, k: int):
     """
     W0, dW = _pair("W0", W0, "dW", dW)
     k = _rank("k", k, W0)
-    lhs, gap, nd = _wedin_parts(W0, dW, k)
-    den = gap - nd
-    rhs = jnp.where((gap > 0) & (den > 0), nd / jnp.where(den > 0, den, 1), jnp.inf)
-    return lhs, rhs
+    lhs, _, safe = _k_wedin(W0, dW, k)
+    return lhs, safe
 
 
 # ----------------------------------------------------------------------------------------------
@@ -328,23 +411,20 @@ def wedin_safe(W0, dW, k: int):
 def normalized_spectral_shift(W0, W1):
     """NSS = |sigma(W1) - sigma(W0)|_2 / |sigma(W0)|_2 (NaN for W0 = 0)."""
     W0, W1 = _pair("W0", W0, "W1", W1)
-    s0 = _sv(W0)
-    s1 = _sv(W1)
-    return _safe_div(jnp.linalg.norm(s1 - s0), jnp.linalg.norm(s0))
+    return _k_nss(W0, W1)
 
 
 def principal_mask(W0, k: int, alpha: float):
     """Principal mask (LIFT): score each entry by |(rank-k truncated SVD of W0)_ij| and keep the top
-    ``alpha`` share, exactly ``mask_count(m * n, alpha)`` entries; ties go to the lower row-major index.
+    ``alpha`` share, exactly ``mask_count(m * n, alpha)`` entries; ties go to the lower row-major index
+    (exact ties are rare: the reconstruction carries SVD round-off).
 
     If sigma_k = sigma_{k+1} the rank-k reconstruction is not unique; the mask follows the SVD's choice.
     """
     W0 = _matrix("W0", W0)
     k = _rank("k", k, W0)
     require_open_unit("alpha", alpha)
-    U, s, V = _svd(W0)
-    recon = (U * (s * _colmask(s.shape[0], k, s.dtype))) @ V.T
-    return _top_count_mask(jnp.abs(recon), mask_count(W0.size, alpha))
+    return _k_principal_mask(W0, k, mask_count(W0.size, alpha))
 
 
 def low_magnitude_mask(W0, alpha: float):
@@ -352,7 +432,7 @@ def low_magnitude_mask(W0, alpha: float):
     ties go to the lower row-major index)."""
     W0 = _matrix("W0", W0)
     require_open_unit("alpha", alpha)
-    return _top_count_mask(-jnp.abs(W0), mask_count(W0.size, alpha))
+    return _k_low_mask(W0, mask_count(W0.size, alpha))
 
 
 def overlap(mask_x, mask):
@@ -361,15 +441,15 @@ def overlap(mask_x, mask):
     mask_x = _mask("mask_x", mask_x)
     mask = _mask("mask", mask)
     require_same_shape("mask_x", mask_x, "mask", mask)
-    size = jnp.sum(mask)
-    if is_concrete(size) and int(size) == 0:
+    inter, _, size = _k_mask_pair(mask_x, mask)
+    if is_concrete(size) and float(size) == 0:
         raise ValueError("Argument `mask` selects no entry; overlap divides by |mask|.")
-    return _safe_div(jnp.sum(mask_x & mask).astype(jnp.float32), size.astype(jnp.float32))
+    return _safe_div(inter, size)
 
 
 def overlap_random_level(mask_x):
     """Random level of ``overlap(mask_x, M)``: the density of M_x (expected overlap for a random M)."""
-    return jnp.mean(_mask("mask_x", mask_x).astype(jnp.float32))
+    return _k_ratios(_mask("mask_x", mask_x))[2]
 
 
 def principal_energy_fraction(W0, dW, k: int):
@@ -377,10 +457,7 @@ def principal_energy_fraction(W0, dW, k: int):
     Random level: ``principal_energy_random_level``."""
     W0, dW = _pair("W0", W0, "dW", dW)
     k = _rank("k", k, W0)
-    U, s, V = _svd(W0)
-    mask = _colmask(s.shape[0], k, s.dtype)
-    P = (U * mask).T @ dW @ (V * mask)
-    return _safe_div(jnp.sum(P * P), jnp.sum(dW * dW))
+    return _k_energy(W0, dW, k)
 
 
 def principal_energy_random_level(m: int, n: int, k: int) -> float:
@@ -398,7 +475,8 @@ def jaccard(A, B):
     A = _mask("A", A)
     B = _mask("B", B)
     require_same_shape("A", A, "B", B)
-    return _safe_div(jnp.sum(A & B).astype(jnp.float32), jnp.sum(A | B).astype(jnp.float32))
+    inter, union, _ = _k_mask_pair(A, B)
+    return _safe_div(inter, union)
 
 
 def jaccard_random_baseline(p, q):
@@ -414,24 +492,22 @@ def jaccard_random_baseline(p, q):
 
 def row_ratios(mask):
     """Row ratio (SCIENCE.md section 4): mean of the mask over each row, shape (m,)."""
-    return jnp.mean(_mask("mask", mask).astype(jnp.float32), axis=1)
+    return _k_ratios(_mask("mask", mask))[0]
 
 
 def col_ratios(mask):
     """Column ratio: mean of the mask over each column, shape (n,)."""
-    return jnp.mean(_mask("mask", mask).astype(jnp.float32), axis=0)
+    return _k_ratios(_mask("mask", mask))[1]
 
 
 def stable_rank(W):
     """Stable rank |W|_F^2 / |W|_2^2, in [1, rank(W)]; NaN for W = 0."""
-    s = singular_values(W)
-    return _safe_div(jnp.sum(s * s), s[0] * s[0])
+    W = _matrix("W", W)
+    return _k_energy_share(W, 1)[1]
 
 
 def top_k_energy_share(W, k: int):
     """sum_{i<=k} sigma_i^2 / sum_i sigma_i^2: share of |W|_F^2 in the top-k directions; NaN for W = 0."""
     W = _matrix("W", W)
     k = _rank("k", k, W)
-    s = _sv(W)
-    s2 = s * s
-    return _safe_div(jnp.sum(s2[:k]), jnp.sum(s2))
+    return _k_energy_share(W, k)[0]

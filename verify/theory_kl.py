@@ -57,22 +57,33 @@ def _prop31(rng, n):
     )
 
 
-def _model(rng, V, d):
-    theta = rng.standard_normal(V * d + V)
-    X = rng.standard_normal((_N_POS, d))
-    Xj = jnp.asarray(X)
-
-    def logits_fn(th):
-        return Xj @ th[: V * d].reshape(V, d).T + th[V * d :]
-
-    return jnp.asarray(theta), logits_fn
+def _logits(th, X, V, d):
+    return X @ th[: V * d].reshape(V, d).T + th[V * d :]
 
 
-def _dense_fisher(logits_fn, theta):
-    J = jax.jacfwd(logits_fn)(theta)  # [N, V, P]
-    p = jnp.exp(K.log_softmax32(logits_fn(theta)))
-    M = jax.vmap(jnp.diag)(p) - p[:, :, None] * p[:, None, :]
-    return np.asarray(jnp.einsum("nvp,nvw,nwq->pq", J, M, J))
+_JIT: dict = {}
+
+
+def _kernels(V, d):
+    """Jitted per-shape kernels (one compile per model shape instead of eager dispatch per instance)."""
+    if (V, d) not in _JIT:
+
+        def kl_and_quads(theta, X, D, Dr):
+            fn = lambda th: _logits(th, X, V, d)
+            kl = jnp.sum(K.kl_categorical(K.log_softmax32(fn(theta + D)), K.log_softmax32(fn(theta))))
+            return kl, K.fisher_quadratic_params(fn, theta, D), K.fisher_quadratic_params(fn, theta, Dr)
+
+        def dense_fisher(theta, X):
+            fn = lambda th: _logits(th, X, V, d)
+            J = jax.jacfwd(fn)(theta)  # [N, V, P]
+            p = jnp.exp(K.log_softmax32(fn(theta)))
+            M = jax.vmap(jnp.diag)(p) - p[:, :, None] * p[:, None, :]
+            F = jnp.einsum("nvp,nvw,nwq->pq", J, M, J)
+            S = K.schur_complement(F, np.arange(V * d))  # the W block against the bias block
+            return F, S
+
+        _JIT[(V, d)] = (jax.jit(kl_and_quads), jax.jit(dense_fisher))
+    return _JIT[(V, d)]
 
 
 def _range_basis(S):
@@ -87,29 +98,26 @@ def _param_rows(rng, n):
     s_lhs, s_rhs, chain = [], [], 0
     for i in range(n):
         V, d = _MODEL_SHAPES[i % len(_MODEL_SHAPES)]
-        theta, fn = _model(rng, V, d)
+        kl_and_quads, dense_fisher = _kernels(V, d)
+        theta = jnp.asarray(rng.standard_normal(V * d + V))
+        X = jnp.asarray(rng.standard_normal((_N_POS, d)))
+        F, S = map(np.asarray, dense_fisher(theta, X))
+        # Prop 3.2: D in the range of F, mu = lambda_min of F on its range; 20 % eigenvectors of mu (tightness)
+        tight = rng.random() < 0.2
+        Ur = _range_basis(F)
+        Dr = Ur[:, 0] if tight else Ur @ rng.standard_normal(Ur.shape[1])
+        mu = float(K.mu_min(F, range_rtol=_RANGE_RTOL))
         # second order: exact KL vs Fisher quadratic for a random step of norm s
         s = float(np.exp(rng.uniform(np.log(1e-3), np.log(1.0))))
         D = rng.standard_normal(theta.size)
-        D = jnp.asarray(D / np.linalg.norm(D) * s)
-        lp0 = K.log_softmax32(fn(theta))
-        kl_lhs.append(float(jnp.sum(K.kl_categorical(K.log_softmax32(fn(theta + D)), lp0))))
-        kl_rhs.append(float(K.fisher_quadratic_params(fn, theta, D)))
+        D = D / np.linalg.norm(D) * s
+        kl, quad, delta = map(float, kl_and_quads(theta, X, jnp.asarray(D), jnp.asarray(Dr)))
+        kl_lhs.append(kl)
+        kl_rhs.append(quad)
         steps.append(s)
-        # Prop 3.2 Euclidean bound, D in the range of F, mu = lambda_min of F on its range
-        F = _dense_fisher(fn, theta)
-        mu = float(K.mu_min(F, range_rtol=_RANGE_RTOL))
-        Ur = _range_basis(F)
-        tight = rng.random() < 0.2
-        lamr = np.linalg.eigvalsh(F)
-        Dr = Ur[:, 0] if tight else Ur @ rng.standard_normal(Ur.shape[1])
-        del lamr
-        delta = float(K.fisher_quadratic_params(fn, theta, jnp.asarray(Dr)))
         e_lhs.append(np.linalg.norm(Dr))
         e_rhs.append(float(K.prop32_euclid_bound(delta, mu)))
         # Schur layer bound for the W block against the bias block
-        idx = np.arange(V * d)
-        S = np.asarray(K.schur_complement(F, idx))
         mu_W = float(K.mu_min(S, range_rtol=_RANGE_RTOL))
         Us = _range_basis(S)
         w = Us[:, 0] if tight else Us @ rng.standard_normal(Us.shape[1])
@@ -193,13 +201,14 @@ def _tilted_vs_var(rng, n):
     lq, reward, beta = _logit_batch(rng, n)
     lhs = np.asarray(K.kl_tilted(lq, reward, beta))
     rhs = np.asarray(K.kl_tilted_small_step_approx(lq, reward, beta))
+    keep = rhs > 1e-15  # Var_q(R) = 0: both sides are 0 up to round-off, no ratio to report
+    lhs, rhs, b = lhs[keep], rhs[keep], beta[keep, 0]
     rat = ratios(lhs, rhs)
-    b = beta[:, 0]
-    ok = rhs > 0
-    big = ok & (b >= 1.0)
-    small = ok & (b < 0.3)
-    dev_big = float(np.max(np.abs(rat[big] - 1))) if big.any() else float("nan")
-    med_small = float(np.median(rat[small])) if small.any() else float("nan")
+
+    def dev(sel):
+        return float(np.max(np.abs(rat[sel] - 1))) if sel.any() else float("nan")
+
+    med_small = float(np.median(rat[b < 0.3])) if (b < 0.3).any() else float("nan")
     return BoundRow(
         name="KL(q_tilde || q) vs Var/(2 beta^2)",
         statement="KL(q_tilde || q) ~ Var_q(R) / (2 beta^2) for large beta (q = pi, rewards 0/1 or +-1)",
@@ -207,8 +216,10 @@ def _tilted_vs_var(rng, n):
         ratios=rat,
         violations=count_violations(lhs, rhs),
         finding=(
-            f"exact / approx: max |ratio - 1| = {dev_big:.3f} for beta >= 1; median {med_small:.3f} for beta < 0.3 "
-            f"(the approximation overstates KL for small beta); {int(np.sum(rat > 1))} of {n} above 1 (skewed rewards)"
+            f"exact / approx: max |ratio - 1| = {dev(b >= 3):.3f} for beta >= 3, {dev((b >= 1) & (b < 3)):.3f} for "
+            f"beta in [1, 3); median {med_small:.3f} for beta < 0.3 (the approximation overstates KL there), but up to "
+            f"{rat.max():.1f}x understated (beta = {b[np.argmax(rat)]:.2f}: rare rewarded tokens); {int(np.sum(rat > 1))} of "
+            f"{rat.size} above 1 ({int(np.sum(~keep))} zero-variance cases dropped)"
         ),
     )
 
