@@ -28,7 +28,7 @@ from toy_models.pretrain import PRESETS as BASE_PRESETS, Base, BaseConfig, pretr
 from toy_models.rl import RLConfig
 from toy_models.runs import MetricsLog, Progress, read_metrics, run_dir, write_config
 from toy_models.steps import heldout_accuracy, rl_step, sft_step
-from toy_models.storage import MODES, round_tree_bf16, stored_flat
+from toy_models.storage import MODES, round_tree_bf16, stored_flat, stored_view
 from toy_models.transformer import flat_params, unflatten_params
 
 
@@ -120,10 +120,11 @@ class RunResult:
     def metrics(self) -> list[dict]:
         return read_metrics(self.directory / "metrics.jsonl")
 
-    def snapshot(self, step: int | str = "final") -> dict[str, np.ndarray]:
-        """Parameters at a snapshot step ('base' and 'final' included), in the stored form of the mode."""
+    def snapshot(self, step: int | str = "final", master: bool = False) -> dict[str, np.ndarray]:
+        """Parameters at a snapshot step ('base' and 'final' included) in the released form of the mode
+        (bf16 export for fp32_master); ``master=True`` gives the fp32 master weights of fp32_master."""
         flat, _ = load_checkpoint(self.directory / "snapshots" / str(step))
-        return flat
+        return flat if master else stored_view(flat, self.cfg.train.precision)
 
     def snapshot_steps(self) -> list[str]:
         return sorted(p.name for p in (self.directory / "snapshots").iterdir() if (p / "meta.json").exists())

@@ -1,0 +1,1 @@
+"""One module per claim group; each module registers its claims on import."""

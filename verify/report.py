@@ -1,0 +1,74 @@
+"""The report: report.md (claims table + controls + figures), report.json (every number), terminal lines."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
+import matplotlib.pyplot as plt  # noqa: E402
+
+from toy_models.checkpoint import atomic_write_bytes, atomic_write_json  # noqa: E402
+from verify.registry import Claim, Verdict  # noqa: E402
+
+
+def save_figure(fig, ctx, claim_id: str) -> str:
+    """Save ``fig`` as figures/<claim_id>.png atomically; returns the path relative to the report."""
+    path = ctx.figures / f"{claim_id.replace('.', '_')}.png"
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return str(path.relative_to(ctx.out_dir))
+
+
+def line(claim: Claim, v: Verdict) -> str:
+    """One terminal line per claim."""
+    return f"{v.status:15s} {claim.id:28s} {v.headline}"
+
+
+def _md_escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(profile_name: str, results: list[tuple[Claim, Verdict]], meta: dict) -> str:
+    """report.md text."""
+    out = [f"# threegate report, profile `{profile_name}`", ""]
+    out.append(f"Base model: `{meta.get('base_dir', '?')}`; seeds {meta.get('seeds')}; base pass rates "
+               + ", ".join(f"{k} {100 * v:.0f} %" for k, v in meta.get("base_pass_rates", {}).items()) + ".")
+    out.append("Intervals are 95 % Student-t intervals over seeds. Each rule was fixed in code before the run.")
+    out.append("")
+    out.append("| claim | paper | paper's number | ours | rule | verdict | figure |")
+    out.append("|---|---|---|---|---|---|---|")
+    for c, v in results:
+        fig = ", ".join(f"[png]({f})" for f in v.figures) or "-"
+        out.append(f"| `{c.id}` {_md_escape(c.title)} | {', '.join(c.paper_claims)} | {_md_escape(c.paper_number)} | "
+                   f"{_md_escape(v.headline)} | {_md_escape(c.rule)} | **{v.status}** | {fig} |")
+    out.append("")
+    out.append("## Controls and notes")
+    for c, v in results:
+        out.append(f"### `{c.id}`: {v.status}")
+        for name, status in v.controls.items():
+            out.append(f"- control *{name}*: {status}")
+        for note in v.notes:
+            out.append(f"- {note}")
+        for f in v.figures:
+            out.append(f"\n![{c.id}]({f})")
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def write_report(out_dir: Path, profile_name: str, results: list[tuple[Claim, Verdict]], meta: dict) -> Path:
+    """Write report.md and report.json atomically into ``out_dir``; returns the markdown path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out_dir / "report.json", {
+        "profile": profile_name, "meta": meta,
+        "claims": [{"id": c.id, "paper_claims": list(c.paper_claims), "title": c.title, "paper_number": c.paper_number,
+                    "rule": c.rule, **v.to_json()} for c, v in results],
+    })
+    md = out_dir / "report.md"
+    atomic_write_bytes(md, render_markdown(profile_name, results, meta).encode())
+    return md
