@@ -44,7 +44,7 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile("tiny", "tiny", ("train.steps=300", "corpus.n_examples=1000", "train.eval_problems=32"),
                     seeds=(0, 1), rl_lr=1e-3, sft_lr=3e-3, max_steps=12, sft_max_steps=12, target_gain=0.9,
                     eval_every=4, eval_problems=16, probe_size=16, pool_per_task=64, prompts_per_step=4,
-                    num_generations=4, lr_sweep=(1e-4, 3e-3), sweep_steps=6, control_lr=0.05, control_steps=4),
+                    num_generations=4, lr_sweep=(1e-5, 1e-2), sweep_steps=6, control_lr=0.05, control_steps=4),
     "quick": Profile("quick", "tiny", (), seeds=(0, 1, 2), rl_lr=1e-3, sft_lr=3e-3, max_steps=150,
                      sft_max_steps=300, target_gain=0.10, eval_every=10, eval_problems=64, probe_size=32,
                      pool_per_task=512, prompts_per_step=16, num_generations=8, lr_sweep=(1e-5, 1e-4, 1e-3, 1e-2),

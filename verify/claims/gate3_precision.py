@@ -136,10 +136,11 @@ def run_lr_sweep(ctx) -> Verdict:
 
 
 def _sub_ulp_share(lr: float, steps: int = 20) -> float:
-    """Sparsity of weights N(0, 0.1) after `steps` fp32-master steps of +-lr (an Adam-like step), bf16 export."""
+    """Sparsity of weights N(0, 0.1) after `steps` fp32-master steps of +-lr (Adam-like steps in random
+    directions: a random walk of size lr * sqrt(steps)), bf16 export."""
     rng = np.random.default_rng(0)
     w0 = to_bf16(rng.normal(0, 0.1, 4096)).astype(np.float32)
-    d = lr * rng.choice([-1.0, 1.0], size=w0.shape) * steps * 0.3
+    d = lr * rng.choice([-1.0, 1.0], size=(steps,) + w0.shape).sum(axis=0)
     return 1.0 - float(np.mean(changed_mask_bitwise(w0, to_bf16(w0 + d))))
 
 
