@@ -5,6 +5,7 @@ Choose with THREEGATE_HYPOTHESIS_PROFILE=ci|dev (default: ci)."""
 import os
 
 import jax
+import pytest
 from hypothesis import HealthCheck, settings
 
 jax.config.update("jax_enable_x64", False)
@@ -16,3 +17,16 @@ _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, Healt
 settings.register_profile("ci", derandomize=True, database=None, max_examples=40, print_blob=True, **_common)
 settings.register_profile("dev", max_examples=300, **_common)
 settings.load_profile(os.environ.get("THREEGATE_HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(scope="session")
+def session_runs(tmp_path_factory):
+    """A run cache shared by the tests of one session (fresh each session, so no stale runs)."""
+    path = tmp_path_factory.mktemp("runs")
+    old = os.environ.get("THREEGATE_RUNS")
+    os.environ["THREEGATE_RUNS"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("THREEGATE_RUNS", None)
+    else:
+        os.environ["THREEGATE_RUNS"] = old

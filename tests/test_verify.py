@@ -1,0 +1,76 @@
+"""verify: every claim runs on the tiny profile, its controls flip the rule both ways, the report is written."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from verify.cli import run_claims
+from verify.registry import NOT_REPRODUCED, REPRODUCED, STATUSES, load_all
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory, session_runs):
+    root = tmp_path_factory.mktemp("verify")
+    t0 = time.time()
+    code = run_claims("all", "tiny", str(root / "report"), quiet=True)
+    first = time.time() - t0
+    report = json.loads((root / "report" / "report.json").read_text())
+    return {"code": code, "report": report, "root": root, "first_seconds": first}
+
+
+def test_every_registered_claim_is_in_the_report(tiny_report):
+    assert tiny_report["code"] == 0
+    ids = [c["id"] for c in tiny_report["report"]["claims"]]
+    assert ids == list(load_all())
+    assert len(ids) >= 4
+
+
+def test_every_claim_has_a_verdict_a_figure_and_numbers(tiny_report):
+    root = tiny_report["root"] / "report"
+    for c in tiny_report["report"]["claims"]:
+        assert c["status"] in STATUSES, c["id"]
+        assert not c["headline"].startswith("check failed"), (c["id"], c["headline"])
+        assert c["numbers"], c["id"]
+        assert c["figures"] and all((root / f).exists() for f in c["figures"]), c["id"]
+    md = (root / "report.md").read_text()
+    assert "| claim | paper |" in md
+
+
+def test_controls_flip_the_decision_rule_both_ways(tiny_report):
+    """Each claim's positive control comes out REPRODUCED and its negative control does not: the rule can flip."""
+    for c in tiny_report["report"]["claims"]:
+        pos = {k: v for k, v in c["controls"].items() if k.startswith("positive:")}
+        neg = {k: v for k, v in c["controls"].items() if k.startswith("negative:")}
+        assert pos and neg, f"{c['id']} lacks a positive or a negative control"
+        for name, status in pos.items():
+            assert status == REPRODUCED, (c["id"], name, status)
+        for name, status in neg.items():
+            assert status != REPRODUCED, (c["id"], name, status)
+
+
+def test_second_call_reuses_cached_runs(tiny_report):
+    t0 = time.time()
+    code = run_claims("gate3.sparsity", "tiny", str(tiny_report["root"] / "again"), quiet=True)
+    assert code == 0
+    assert time.time() - t0 < max(20.0, 0.5 * tiny_report["first_seconds"])
+    again = json.loads((tiny_report["root"] / "again" / "report.json").read_text())
+    first = next(c for c in tiny_report["report"]["claims"] if c["id"] == "gate3.sparsity")
+    assert again["claims"][0]["numbers"] == first["numbers"]
+
+
+def test_unknown_claim_and_profile_are_refused(capsys):
+    assert run_claims("gate9.nothing", "tiny", None) == 2
+    assert "unknown claim" in capsys.readouterr().err
+    assert run_claims("all", "huge", None) == 2
+    assert "Unknown profile 'huge'" in capsys.readouterr().err
+
+
+def test_theory_command_exits_zero_and_prints_both_findings():
+    proc = subprocess.run([sys.executable, "-m", "verify", "theory", "--scale", "0.3"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    out = proc.stdout
+    assert "Wedin" in out and "half-ULP" in out and "Measured findings" in out
+    assert "0 must-hold bounds violated" in out
