@@ -89,13 +89,13 @@ class RunConfig:
 
 FINETUNE_PRESETS: dict[str, tuple[RLConfig, FinetuneConfig]] = {
     "grpo_kl": (RLConfig(beta=0.04, kl_estimator="k3", epsilon=0.2, advantage_estimator="grpo", loss_agg="seq_mean"),
-                FinetuneConfig(method="rl", lr=3e-4)),
+                FinetuneConfig(method="rl", lr=1e-4, max_steps=600)),
     "dapo_clip": (RLConfig(beta=0.0, epsilon=0.2, epsilon_high=0.28, advantage_estimator="grpo",
                            loss_agg="global_token_mean", num_iterations=2),
-                  FinetuneConfig(method="rl", lr=3e-4)),
+                  FinetuneConfig(method="rl", lr=1e-4, max_steps=600)),
     "drgrpo": (RLConfig(beta=0.0, epsilon=0.2, advantage_estimator="drgrpo", loss_agg="fixed_len"),
-               FinetuneConfig(method="rl", lr=3e-4)),
-    "sft": (RLConfig(), FinetuneConfig(method="sft", lr=3e-4, batch_size=64)),
+               FinetuneConfig(method="rl", lr=1e-4, max_steps=600)),
+    "sft": (RLConfig(), FinetuneConfig(method="sft", lr=1e-3, batch_size=64, max_steps=1500)),
 }
 
 
