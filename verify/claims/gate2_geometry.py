@@ -19,7 +19,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from theory import spectral as S
+from theory.curvature import fisher_vp, lanczos_top_eigs
+from theory.kl import fisher_quadratic_logits
 from theory.precision import changed_mask_bitwise
+from toy_models.metrics import masked_mean
 from toy_models.pool import build_pool, build_probe
 from toy_models.transformer import apply, flat_params, matrix_name, start_index, unflatten_params
 from verify.common import block_matrices, matrix_pairs, planted
@@ -495,30 +498,22 @@ def _is_block_kernel(dotted: str, arr) -> bool:
     return name is not None and name.startswith("block") and np.ndim(arr) == 2 and dotted.endswith("kernel")
 
 
+def _logits_fn(graphdef, tokens_NL, prompt_len):
+    start = start_index(tokens_NL[:, :prompt_len])
+    return lambda p: apply(graphdef, p, tokens_NL[:, :-1], start)[0][:, prompt_len - 1:].astype(jnp.float32)
+
+
 @partial(jax.jit, static_argnames=("graphdef", "prompt_len"))
 def _fisher_rq(graphdef, params, direction, tokens_NL, mask_NC, prompt_len):
-    """d^T F d (token mean over the masked completion positions; F = sum J^T (diag p - p p^T) J)."""
-    start = start_index(tokens_NL[:, :prompt_len])
-    f = lambda p: apply(graphdef, p, tokens_NL[:, :-1], start)[0][:, prompt_len - 1:].astype(jnp.float32)  # noqa: E731
-    logits, dz = jax.jvp(f, (params,), (direction,))
-    p = jax.nn.softmax(logits, axis=-1)
-    mean = jnp.sum(p * dz, axis=-1, keepdims=True)
-    quad = jnp.sum(p * (dz - mean) ** 2, axis=-1)
-    m = mask_NC.astype(jnp.float32)
-    return jnp.sum(quad * m) / jnp.maximum(jnp.sum(m), 1.0)
+    """d^T F d (token mean over the masked completion positions; F = sum J^T (diag p - p p^T) J): one jvp."""
+    logits, dz = jax.jvp(_logits_fn(graphdef, tokens_NL, prompt_len), (params,), (direction,))
+    return masked_mean(2.0 * fisher_quadratic_logits(jax.nn.log_softmax(logits, axis=-1), dz), mask_NC)
 
 
 @partial(jax.jit, static_argnames=("graphdef", "prompt_len"))
 def _fisher_vp(graphdef, params, direction, tokens_NL, mask_NC, prompt_len):
-    """F d with the same F and normalisation as ``_fisher_rq`` (one jvp and one vjp)."""
-    start = start_index(tokens_NL[:, :prompt_len])
-    f = lambda p: apply(graphdef, p, tokens_NL[:, :-1], start)[0][:, prompt_len - 1:].astype(jnp.float32)  # noqa: E731
-    logits, vjp = jax.vjp(f, params)
-    _, dz = jax.jvp(f, (params,), (direction,))
-    p = jax.nn.softmax(logits, axis=-1)
-    m = mask_NC.astype(jnp.float32)[..., None]
-    hz = p * (dz - jnp.sum(p * dz, axis=-1, keepdims=True)) * m / jnp.maximum(jnp.sum(mask_NC), 1.0)
-    return vjp(hz)[0]
+    """F d with the same F and normalisation as ``_fisher_rq`` (theory.curvature.fisher_vp)."""
+    return fisher_vp(_logits_fn(graphdef, tokens_NL, prompt_len), params, direction, mask_NC)
 
 
 class _Curv:
@@ -547,41 +542,15 @@ class _Curv:
         return float(_fisher_rq(self.graphdef, self.params0, self.tree(d), self.tokens, self.mask, self.P)) / norm2
 
     def top_eig(self, seed: int, iters: int = LANCZOS_ITERS):
-        """Top eigenvalue and eigenvector of F restricted to the block kernels (Lanczos, full reorthogonalisation)."""
-        shapes = [(k, self.flat0[k].shape) for k in self.keys]
-        sizes = [int(np.prod(s)) for _, s in shapes]
+        """Top eigenvalue and eigenvector of F restricted to the block kernels (theory.curvature Lanczos)."""
 
-        def unpack(v):
-            out, i = {}, 0
-            for (k, s), n in zip(shapes, sizes):
-                out[k] = v[i:i + n].reshape(s).astype(np.float32)
-                i += n
-            return out
+        def matvec(d):
+            fv = flat_params(_fisher_vp(self.graphdef, self.params0, self.tree(d), self.tokens, self.mask, self.P))
+            return {k: fv[k] for k in self.keys}
 
-        def matvec(v):
-            fv = flat_params(_fisher_vp(self.graphdef, self.params0, self.tree(unpack(v)), self.tokens, self.mask, self.P))
-            return np.concatenate([np.asarray(fv[k], np.float64).ravel() for k in self.keys])
-
-        rng = np.random.default_rng(seed)
-        q = rng.standard_normal(sum(sizes))
-        q /= np.linalg.norm(q)
-        Q, alphas, betas = [q], [], []
-        for j in range(iters):
-            w = matvec(Q[-1])
-            a = float(Q[-1] @ w)
-            alphas.append(a)
-            Qm = np.array(Q)
-            w -= Qm.T @ (Qm @ w)
-            w -= Qm.T @ (Qm @ w)
-            b = float(np.linalg.norm(w))
-            if b < 1e-12 or j == iters - 1:
-                break
-            betas.append(b)
-            Q.append(w / b)
-        T = np.diag(alphas) + np.diag(betas[:len(alphas) - 1], 1) + np.diag(betas[:len(alphas) - 1], -1)
-        evals, evecs = np.linalg.eigh(T)
-        vec = np.array(Q[:len(alphas)]).T @ evecs[:, -1]
-        return float(evals[-1]), unpack(vec)
+        example = {k: np.zeros(self.flat0[k].shape, np.float32) for k in self.keys}
+        evals, vecs = lanczos_top_eigs(matvec, example, 1, iters, jax.random.key(seed))
+        return float(evals[0]), {k: np.asarray(v, np.float32) for k, v in vecs[0].items()}
 
     def direction(self, run) -> dict:
         f1 = run.snapshot("final", master=True)
@@ -656,7 +625,7 @@ def run_curvature(ctx) -> Verdict:
                "Directions live on the transformer-block kernels only (attention q/k/v/o, fc_in, fc_out; zeros elsewhere); "
                "update = fp32 master final - base; principal part = U_k U_k^T dW V_k V_k^T per matrix (k = "
                f"{K}), off-principal part = dW - principal part; Lanczos ({LANCZOS_ITERS} iterations) on F restricted "
-               "to the same subspace; curvature computed with the module's own jvp/vjp Fisher products.",
+               "to the same subspace; Fisher products from theory.curvature.fisher_vp.",
                *_stop_notes(rl_runs, sft_runs)],
     )
 
