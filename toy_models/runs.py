@@ -17,9 +17,12 @@ def runs_root() -> Path:
     return Path(os.environ.get("THREEGATE_RUNS", "runs")).resolve()
 
 
+CACHE_VERSION = 1  # bump when a code change alters what a cached run would contain
+
+
 def run_dir(kind: str, cfg) -> Path:
-    """The cache directory of a run: <root>/<kind>-<config hash>."""
-    return runs_root() / f"{kind}-{config_hash(cfg)}"
+    """The cache directory of a run: <root>/<kind>-<hash of config and CACHE_VERSION>."""
+    return runs_root() / f"{kind}-v{CACHE_VERSION}-{config_hash(cfg)}"
 
 
 def write_config(directory: Path, cfg, extra: dict | None = None) -> None:
