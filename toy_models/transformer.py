@@ -59,6 +59,8 @@ def _rope(x_BTHD, pos_BT):
 
 
 class Attention(nnx.Module):
+    """Causal multi-head self-attention (q, k, v, o without bias); scores and softmax in float32."""
+
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         d = cfg.d_model
         self.cfg = cfg
@@ -93,6 +95,8 @@ class Attention(nnx.Module):
 
 
 class Block(nnx.Module):
+    """Pre-norm residual block: x + attn(ln1(x)), then x + fc_out(gelu(fc_in(ln2(x))))."""
+
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.ln1 = nnx.LayerNorm(cfg.d_model, rngs=rngs)
         self.attn = Attention(cfg, rngs=rngs)

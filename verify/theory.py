@@ -43,6 +43,7 @@ def render(rows: list[tuple[str, BoundRow]]) -> str:
 
 
 def main(seed: int = 0, scale: float = 1.0) -> int:
+    """Print the table; exit status 1 if a must-hold bound was violated."""
     t0 = time.time()
     rows = collect(seed, scale)
     print(render(rows))

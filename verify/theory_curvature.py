@@ -22,6 +22,7 @@ def _problem(rng):
 
 
 def rows(seed: int = 0, n: int = 60) -> list[BoundRow]:
+    """Rayleigh-quotient range, Lanczos and HVP oracles, Fisher PSD and Schur dominance on random problems."""
     rng = np.random.default_rng(seed)
     rq_lo, rq_hi, lz, hv, psd, schur = [], [], [], [], [], []  # schur_complement computes in float32: rtol 1e-4 below
     for i in range(n):

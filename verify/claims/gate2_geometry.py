@@ -130,6 +130,7 @@ def _top_pair_planted(W0, frac: float = 0.1):
 
 
 def run_bounds(ctx) -> Verdict:
+    """gate2.bounds (C8): Weyl, Mirsky, Ky Fan, both Wedin forms on every real (W0, W1) pair."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     records, labels, neg_records = [], [], []
     for method, runs in (("RL", rl_runs), ("SFT", sft_runs)):
@@ -260,6 +261,7 @@ def _planted_spectrum(ctx, base_pairs: dict):
 
 
 def run_spectrum(ctx) -> Verdict:
+    """gate2.spectrum (C10): normalised spectral shift and top-k principal angles, RL against SFT."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     rl = [spectral_drift(_pairs(ctx, r, True)) for r in rl_runs]
     sft = [spectral_drift(_pairs(ctx, r, True)) for r in sft_runs]
@@ -328,6 +330,7 @@ def base_masks(ctx, run, alpha: float = ALPHA) -> dict:
 
 
 def changed_masks(ctx, run) -> dict:
+    """{block matrix: changed mask} of a run, bf16 export, base against final."""
     return {n: changed_mask_bitwise(W0.astype(np.float32), W1.astype(np.float32)) for n, (W0, W1) in _pairs(ctx, run, False).items()}
 
 
@@ -363,6 +366,7 @@ def _permuted(masks: dict, seed: int) -> dict:
 
 
 def run_overlap(ctx) -> Verdict:
+    """gate2.principal_overlap (C11): changed-mask overlap with principal and low-magnitude masks against alpha."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     rl_vals = [in_mask_share(changed_masks(ctx, r), base_masks(ctx, r)) for r in rl_runs]
     sft_vals = [in_mask_share(changed_masks(ctx, r), base_masks(ctx, r)) for r in sft_runs]
@@ -443,6 +447,7 @@ def decide_energy(ratios) -> tuple[str, object]:
 
 
 def run_energy(ctx) -> Verdict:
+    """gate2.energy (C11, continuous): principal energy fraction of dW against k^2/(mn)."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     rl = [energy_ratio(_pairs(ctx, r, True)) for r in rl_runs]
     sft = [energy_ratio(_pairs(ctx, r, True)) for r in sft_runs]
@@ -582,6 +587,7 @@ def decide_curvature(a_values, b_values) -> tuple[str, object]:
 
 
 def run_curvature(ctx) -> Verdict:
+    """gate2.curvature (beyond the paper): Fisher Rayleigh quotients of RL and SFT update directions."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     rows = []
     for s, rl, sft in zip(seeds, rl_runs, sft_runs):

@@ -50,6 +50,7 @@ def _planted_sparsity(seed: int, rl_like: bool) -> float:
 
 
 def run_sparsity(ctx) -> Verdict:
+    """gate3.sparsity (C1): bf16-export sparsity of matched RL against SFT, fp32 master as negative control."""
     seeds = ctx.profile.seeds
     rl_runs = [ctx.rl(s) for s in seeds]
     sft_runs = [ctx.sft(s) for s in seeds]
@@ -110,6 +111,7 @@ def decide_sweep(lrs, sparsity_by_lr) -> tuple[str, float]:
 
 
 def run_lr_sweep(ctx) -> Verdict:
+    """gate3.lr_sweep (C6): RL sparsity across learning rates at a fixed step count."""
     p = ctx.profile
     seeds = p.seeds[:2]
     runs = {lr: [ctx.rl(s, lr=lr, steps=p.sweep_steps, matched=False) for s in seeds] for lr in p.lr_sweep}
@@ -172,6 +174,7 @@ def decide_probe(counts) -> str:
 
 
 def run_probes(ctx) -> Verdict:
+    """gate3.probes (C2): the eta=1e-3 relative probe against bitwise bf16 truth; absolute-probe errors."""
     runs = [ctx.rl(s) for s in ctx.profile.seeds] + [ctx.sft(s) for s in ctx.profile.seeds]
     c = probe_counts(runs, 1e-3)
     neg = decide_probe(probe_counts(runs[:1], 2.0**-7))
@@ -222,6 +225,7 @@ def visibility_agreement(runs, ulp_scale: float = 1.0) -> tuple[float, float]:
 
 
 def run_visibility(ctx) -> Verdict:
+    """gate3.visibility (C9): half-ULP rule against measured export changes; the two storage regimes."""
     seeds = ctx.profile.seeds
     runs = [ctx.rl(s) for s in seeds]
     per_seed = [visibility_agreement([r]) for r in runs]
