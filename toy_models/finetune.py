@@ -143,8 +143,10 @@ def _sharding(devices: int):
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
 
 
-def _all_finite(tree) -> bool:
-    return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(tree))
+@jax.jit
+def _all_finite(tree):
+    """One device scalar: every parameter is finite (one transfer per step, not one per tensor)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def _save_resume(directory: Path, step: int, params, opt_state, state: dict) -> None:
@@ -219,9 +221,10 @@ def finetune(cfg: RunConfig, *, base: Base | None = None, quiet: bool = False, f
         else:
             new_params, new_opt, m = sft_step(graphdef, opt, t.precision, P, t.batch_size, sharding,
                                               params, opt_state, pool, probe, key)
+        m, finite = jax.device_get((m, _all_finite(new_params)))  # one transfer for all step metrics
         m = {k: float(v) for k, v in m.items()}
         loss_key = "loss/policy" if t.method == "rl" else "loss/ce"
-        if not math.isfinite(m[loss_key]) or not _all_finite(new_params):
+        if not math.isfinite(m[loss_key]) or not bool(finite):
             progress.close()
             raise TrainingDiverged(
                 f"Training hit NaN/Inf at step {step + 1} (loss {m[loss_key]}); the last good checkpoint is in {directory / 'checkpoint'}.")

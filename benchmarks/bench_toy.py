@@ -1,0 +1,137 @@
+"""Train-step and sampling throughput of the toy transformer per preset.
+
+Measures, in one process: the float32 matmul peak (GFLOP/s); the pretraining step (tokens/s, achieved
+GFLOP/s from an analytic count, ratio to the peak) at several batch sizes; sampling with and without the
+KV cache at 16 new tokens; peak memory. Compile time is excluded (one warm-up call per shape).
+
+FLOP count per token (forward): 2 x (weights used in matmuls: 4 d^2 + 2 d d_ff per layer, plus d V for
+the unembedding) + attention 4 L d per layer (scores and weighted sum over L keys). Training = 3 x forward.
+
+    python benchmarks/bench_toy.py [--quick] [--medium]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+
+from benchmarks.common import matmul_peak_gflops, median_seconds, peak_rss_mib, write_results  # noqa: E402
+from toy_models.lm import ce_steps  # noqa: E402
+from toy_models.pretrain import PRESETS, build_corpus  # noqa: E402
+from toy_models.sampling import sample  # noqa: E402
+from toy_models.transformer import init_params  # noqa: E402
+
+
+def forward_flops_per_token(mcfg, seq_len: int) -> float:
+    """Analytic forward FLOPs per token (see the module docstring)."""
+    d, f, L = mcfg.d_model, mcfg.d_ff, seq_len
+    per_layer = 2 * (4 * d * d + 2 * d * f) + 4 * L * d
+    return mcfg.n_layers * per_layer + 2 * d * mcfg.vocab_size
+
+
+def train_throughput(cfg, batch: int, steps: int, repeats: int) -> dict:
+    """Tokens/s and GFLOP/s of `steps` scanned pretraining steps at a batch size."""
+    graphdef, params = init_params(cfg.model, 0)
+    corpus = cfg.corpus.__class__(**{**cfg.corpus.__dict__, "n_examples": 512})
+    toks, mask = build_corpus(corpus, 0)
+    toks, mask = jnp.asarray(toks), jnp.asarray(mask)
+    opt = optax.adamw(1e-3)
+    state = opt.init(params)
+    P, _ = cfg.corpus.lengths
+    L = toks.shape[1] - 1
+
+    def go():
+        p, s, losses = ce_steps(graphdef, opt, params, state, toks, mask, jax.random.key(0), prompt_len=P,
+                                batch_size=batch, num_steps=steps)
+        losses.block_until_ready()
+
+    sec = median_seconds(go, repeats) / steps
+    tokens = batch * L
+    flops = 3 * forward_flops_per_token(cfg.model, L) * tokens
+    return {"batch": batch, "seconds_per_step": sec, "tokens_per_s": tokens / sec, "gflops": flops / sec / 1e9}
+
+
+def sampling_speed(cfg, batch: int, new_tokens: int, repeats: int, prompt_len: int | None = None) -> dict:
+    """Median seconds to sample `new_tokens` for `batch` prompts with and without the KV cache.
+
+    ``prompt_len`` None uses the task prompts of the preset; a number uses random prompts of that length
+    (BOS first), to show how the gap grows with the prefix that recomputation repeats."""
+    P = cfg.corpus.lengths[0] if prompt_len is None else prompt_len
+    if prompt_len is None:
+        toks, _ = build_corpus(cfg.corpus.__class__(**{**cfg.corpus.__dict__, "n_examples": batch}), 0)
+        prompts = jnp.asarray(toks[:, :P])
+    else:
+        rnd = np.random.default_rng(0).integers(3, cfg.model.vocab_size, (batch, P)).astype(np.int32)
+        rnd[:, 0] = 1
+        prompts = jnp.asarray(rnd)
+    mcfg = cfg.model.__class__(**{**cfg.model.__dict__, "max_len": max(cfg.model.max_len, P + new_tokens)})
+    graphdef, params = init_params(mcfg, 0)
+    out = {"prompt_len": P}
+    for cached in (True, False):
+        out["cached" if cached else "uncached"] = median_seconds(
+            lambda: sample(graphdef, params, prompts, jax.random.key(0), cfg=mcfg, completion_len=new_tokens,
+                           use_cache=cached)[0].block_until_ready(), repeats)
+    out["speedup"] = out["uncached"] / out["cached"]
+    # FLOP ratio of recomputation to caching for the matmul part: sum of prefix lengths over one token each
+    out["token_ratio"] = sum(P + i + 1 for i in range(new_tokens)) / (P + new_tokens)
+    return out
+
+
+def shape_matmul_gflops(cfg, batch: int, repeats: int) -> float:
+    """float32 matmul throughput at the model's own largest shape, (batch x L, d) @ (d, d_ff): the ceiling a
+    train step of this size can reach, below the square-matrix peak."""
+    L = sum(cfg.corpus.lengths) - 1
+    a = jax.random.normal(jax.random.key(0), (batch * L, cfg.model.d_model), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (cfg.model.d_model, cfg.model.d_ff), jnp.float32)
+    f = jax.jit(jnp.dot)
+    sec = median_seconds(lambda: f(a, b).block_until_ready(), repeats)
+    return 2 * a.shape[0] * a.shape[1] * b.shape[1] / sec / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="a fast smoke run (few repeats, small batches)")
+    ap.add_argument("--medium", action="store_true", help="include the medium preset (meant for a GPU)")
+    args = ap.parse_args()
+    repeats = 2 if args.quick else 5
+    peak = matmul_peak_gflops(sizes=(512,) if args.quick else (512, 1024, 2048), repeats=repeats)
+    presets = ["tiny", "small"] + (["medium"] if args.medium else [])
+    batches = (64,) if args.quick else (64, 256, 1024)
+    results = {"matmul_peak_gflops": peak, "presets": {}}
+    lines = ["## bench_toy", "", f"float32 matmul peak measured in this run: {peak['peak']:.1f} GFLOP/s "
+             f"(by size: {', '.join(f'{n}: {g:.1f}' for n, g in peak['by_size'].items())}).", "",
+             "| preset | batch | ms/step | tokens/s | GFLOP/s | % of matmul peak | matmul GFLOP/s at the model's shape |",
+             "|---|---|---|---|---|---|---|"]
+    for name in presets:
+        cfg = PRESETS[name]
+        rows = [train_throughput(cfg, b, 10 if args.quick else 20, repeats) for b in batches]
+        for r in rows:
+            r["shape_matmul_gflops"] = shape_matmul_gflops(cfg, r["batch"], repeats)
+        samp = [sampling_speed(cfg, 128, 16, repeats)] + [
+            sampling_speed(cfg, 128, 16, repeats, prompt_len=pl) for pl in ((112,) if args.quick else (48, 112))]
+        results["presets"][name] = {"train": rows, "sampling": samp}
+        for r in rows:
+            lines.append(f"| {name} | {r['batch']} | {1e3 * r['seconds_per_step']:.2f} | {r['tokens_per_s']:.0f} | "
+                         f"{r['gflops']:.1f} | {100 * r['gflops'] / peak['peak']:.1f} | {r['shape_matmul_gflops']:.1f} |")
+    lines += ["", "Sampling, 128 prompts x 16 new tokens (the first row of each preset uses its task prompts; "
+              "'token ratio' = tokens the uncached path pushes through the model per token of the cached path):", "",
+              "| preset | prompt length | cached s | uncached s | speed-up | token ratio |", "|---|---|---|---|---|---|"]
+    for name in presets:
+        for s in results["presets"][name]["sampling"]:
+            lines.append(f"| {name} | {s['prompt_len']} | {s['cached']:.4f} | {s['uncached']:.4f} | {s['speedup']:.1f}x | {s['token_ratio']:.1f} |")
+    results["peak_rss_mib"] = peak_rss_mib()
+    lines += ["", f"Peak resident memory of the benchmark process: {results['peak_rss_mib']:.0f} MiB."]
+    write_results("bench_toy", "\n".join(lines), results)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
