@@ -1,7 +1,7 @@
 """RL and SFT step throughput, and training several seeds at once with vmap against one after another.
 
 One RL step = sampling num_generations completions for prompts_per_step prompts, verifying them, and
-num_iterations updates (everything in one jitted function, toy_models.steps.rl_step). Freshly
+num_iterations updates (everything in one jitted function, toy_models.rl.rl_step). Freshly
 initialised models are used: the cost does not depend on the weights. Compile time is excluded.
 
     python benchmarks/bench_rl.py [--quick]
@@ -21,7 +21,8 @@ import jax  # noqa: E402
 from benchmarks.common import median_seconds, peak_rss_mib, write_results  # noqa: E402
 from toy_models.finetune import _optimizer, run_preset  # noqa: E402
 from toy_models.pool import build_pool, build_probe  # noqa: E402
-from toy_models.steps import rl_step, sft_step  # noqa: E402
+from toy_models.rl import rl_step  # noqa: E402
+from toy_models.sft import sft_step  # noqa: E402
 from toy_models.storage import round_tree_bf16  # noqa: E402
 from toy_models.transformer import init_params  # noqa: E402
 

@@ -25,9 +25,10 @@ from toy_models.checkpoint import atomic_write_json, load_checkpoint, save_check
 from toy_models.config import ConfigError, apply_overrides, check, to_dict
 from toy_models.pool import build_pool, build_probe
 from toy_models.pretrain import PRESETS as BASE_PRESETS, Base, BaseConfig, pretrain
-from toy_models.rl import RLConfig
+from toy_models.rl import RLConfig, rl_step
 from toy_models.runs import MetricsLog, Progress, read_metrics, run_dir, write_config
-from toy_models.steps import heldout_accuracy, rl_step, sft_step
+from toy_models.sft import sft_step
+from toy_models.steps import heldout_accuracy
 from toy_models.storage import MODES, round_tree_bf16, stored_flat, stored_view
 from toy_models.transformer import flat_params, unflatten_params
 

@@ -9,13 +9,18 @@ per sampled batch), ``kl_estimator`` k1/k2/k3, ``advantage_estimator`` grpo/drgr
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
 
-from theory.kl import kl_estimate
+from theory.kl import kl_estimate, kl_tilted
 from toy_models.config import check
+from toy_models.metrics import completion_logp, entropy_token_mean, exact_kl_token_mean, masked_mean
+from toy_models.reward import verify_tokens
+from toy_models.sampling import sample
+from toy_models.steps import Pool, Probe, change_metrics, constrain, probe_metrics, update
 
 LOG_RATIO_CLAMP = 20.0
 
@@ -131,3 +136,66 @@ def shaped_rewards(rewards_B, logp_old_BT, logp_ref_BT, mask_BT, rl: RLConfig):
         k = kl_estimate(logp_old_BT, logp_ref_BT, rl.kl_estimator) * mask_BT
         return rewards_B - rl.beta * jax.lax.stop_gradient(k.sum(1))
     return rewards_B
+
+
+@partial(jax.jit, static_argnames=("graphdef", "mcfg", "rl", "opt", "mode", "prompt_len", "completion_len", "sharding"))
+def rl_step(graphdef, mcfg, rl: RLConfig, opt, mode: str, prompt_len: int, completion_len: int, sharding,
+            params, opt_state, ref_params, pool: Pool, probe: Probe, key):
+    """One GRPO-family step: sample G completions per prompt, verify, advantages, num_iterations updates."""
+    G = rl.num_generations
+    k_idx, k_sample = jax.random.split(key)
+    idx = jax.random.randint(k_idx, (rl.prompts_per_step,), 0, pool.prompts_NP.shape[0])
+    prompts = constrain(jnp.repeat(pool.prompts_NP[idx], G, axis=0), sharding)
+    answers = jnp.repeat(pool.answers_NA[idx], G, axis=0)
+    comp, _, mask = sample(graphdef, params, prompts, k_sample, cfg=mcfg, completion_len=completion_len,
+                           temperature=rl.temperature)
+    tokens = constrain(jnp.concatenate([prompts, comp], axis=1), sharding)
+    reward = verify_tokens(comp, answers)
+    logp_old_full = completion_logp(graphdef, params, tokens, prompt_len)
+    logp_ref_full = completion_logp(graphdef, ref_params, tokens, prompt_len)
+    take = lambda lp: jnp.take_along_axis(lp, comp[..., None], axis=-1)[..., 0]
+    lp_old, lp_ref = take(logp_old_full), take(logp_ref_full)
+    adv = advantages(shaped_rewards(reward, lp_old, lp_ref, mask, rl).reshape(-1, G), rl.advantage_estimator).reshape(-1)
+
+    def loss_fn(p):
+        lp_new = take(completion_logp(graphdef, p, tokens, prompt_len))
+        return policy_loss(lp_new, lp_old, lp_ref, adv, mask, rl)
+
+    params_old, new, stats = params, params, {}
+    for _ in range(rl.num_iterations):
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(new)
+        new, opt_state = update(opt, mode, new, opt_state, grads)
+
+    p_correct = reward.reshape(-1, G).mean(axis=1)
+    lengths = mask.sum(axis=1)
+    metrics = {
+        "loss/policy": loss,
+        "reward/mean": reward.mean(),
+        "reward/group_solved_frac": jnp.mean((p_correct > 0) & (p_correct < 1)),
+        "len/mean": lengths.mean(),
+        "entropy/token_mean": entropy_token_mean(logp_old_full, mask),
+        "kl/to_ref_exact": exact_kl_token_mean(logp_old_full, logp_ref_full, mask),
+        "kl/to_ref_k1": masked_mean(kl_estimate(lp_old, lp_ref, "k1"), mask),
+        "kl/to_ref_k2": masked_mean(kl_estimate(lp_old, lp_ref, "k2"), mask),
+        "kl/to_ref_k3": masked_mean(kl_estimate(lp_old, lp_ref, "k3"), mask),
+        "kl/tilted_bound_seq": _tilted_bound(p_correct, rl.beta),
+        "kl/clip_bound_seq": lengths.mean() * jnp.maximum(-jnp.log1p(-rl.epsilon), jnp.log1p(rl.eps_high)),
+        **stats,
+        **change_metrics(graphdef, params_old, new, grads, tokens, mask, prompt_len),
+        **probe_metrics(graphdef, params_old, new, probe, prompt_len),
+    }
+    return new, opt_state, metrics
+
+
+def _tilted_bound(p_correct_P, beta: float):
+    """Mean over prompts of KL(q_tilde || pi) for a 0/1 reward, from each group's pass rate (Prop 3.1 rhs).
+
+    The tilt depends on y only through R(y), so the sequence-level KL equals this two-outcome KL.
+    NaN when beta = 0 (no KL anchor: the clip-only bound applies instead).
+    """
+    if beta <= 0:
+        return jnp.float32(jnp.nan)
+    p = jnp.clip(p_correct_P, 0.0, 1.0)
+    logp = jnp.stack([jnp.log1p(-p), jnp.log(p)], axis=-1)  # -inf where a class has no mass: allowed
+    reward = jnp.array([0.0, 1.0], jnp.float32)
+    return jnp.mean(jax.vmap(lambda lq: kl_tilted(lq, reward, beta))(logp))

@@ -3,7 +3,7 @@ step KL matches its Fisher quadratic form (Prop 3.2, second order), RL stays nea
 gain, and the per-layer weight leash |dW|_F <= sqrt(2 delta_W / mu_W) with the Schur complement.
 
 Step quantities are read from each run's metrics.jsonl (computed inside the jitted step, see
-``toy_models.steps``): ``kl/step_exact_seq`` (exact KL(pi_t+1 || pi_t) summed over the positions of a
+``toy_models.rl``, ``toy_models.steps``): ``kl/step_exact_seq`` (exact KL(pi_t+1 || pi_t) summed over the positions of a
 sampled sequence, mean over the batch), ``kl/fisher_quad_seq`` (1/2 D^T F D of the same step),
 ``kl/tilted_bound_seq`` (KL(q_tilde || pi_t), Prop 3.1) and ``kl/clip_bound_seq`` (E[T] max log-ratio).
 """
