@@ -4,8 +4,18 @@ Measures, in one process: the float32 matmul peak (GFLOP/s); the pretraining ste
 GFLOP/s from an analytic count, ratio to the peak) at several batch sizes; sampling with and without the
 KV cache at 16 new tokens; peak memory. Compile time is excluded (one warm-up call per shape).
 
-FLOP count per token (forward): 2 x (weights used in matmuls: 4 d^2 + 2 d d_ff per layer, plus d V for
-the unembedding) + attention 4 L d per layer (scores and weighted sum over L keys). Training = 3 x forward.
+FLOP count of one training step on B sequences of length T (T = prompt + completion - 1 inputs):
+    forward  = 2 * N_matmul * B * T  +  4 * n_layers * T^2 * d * B
+    training = 3 * forward           (backward = 2 x forward: gradients w.r.t. activations and weights)
+where N_matmul = n_layers * (4 d^2 + 2 d d_ff) + d V are the weights used in matmuls (q, k, v, o, MLP,
+unembedding; the embedding lookups are gathers, not matmuls) and the attention term counts QK^T and
+probs @ V over all T keys (the causal mask is applied, not skipped). Layer norms, softmax, GELU, masks and
+the Adam update are not counted, so the ratio to the matmul peak is a lower bound on hardware use.
+
+Columns that explain a low ratio: 'matmul GFLOP/s at the model's shape' is a jitted (B*T, d) @ (d, d_ff)
+product, the best the model's skinny matmuls can do here; 'matmul-bound ms' = step FLOPs / that rate,
+the step time if every counted FLOP ran at it; the rest of 'ms/step' is unfused elementwise work, memory
+traffic and per-op overhead. Batch 1 gives the fixed cost of a step.
 
     python benchmarks/bench_toy.py [--quick] [--medium]
 """
@@ -23,7 +33,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from benchmarks.common import matmul_peak_gflops, median_seconds, peak_rss_mib, write_results  # noqa: E402
+from benchmarks.common import live_buffer_mib, matmul_peak_gflops, median_seconds, peak_rss_mib, write_results  # noqa: E402
 from toy_models.lm import ce_steps  # noqa: E402
 from toy_models.pretrain import PRESETS, build_corpus  # noqa: E402
 from toy_models.sampling import sample  # noqa: E402
@@ -33,8 +43,8 @@ from toy_models.transformer import init_params  # noqa: E402
 def forward_flops_per_token(mcfg, seq_len: int) -> float:
     """Analytic forward FLOPs per token (see the module docstring)."""
     d, f, L = mcfg.d_model, mcfg.d_ff, seq_len
-    per_layer = 2 * (4 * d * d + 2 * d * f) + 4 * L * d
-    return mcfg.n_layers * per_layer + 2 * d * mcfg.vocab_size
+    n_matmul = mcfg.n_layers * (4 * d * d + 2 * d * f) + d * mcfg.vocab_size
+    return 2 * n_matmul + mcfg.n_layers * 4 * L * d
 
 
 def train_throughput(cfg, batch: int, steps: int, repeats: int) -> dict:
@@ -54,9 +64,14 @@ def train_throughput(cfg, batch: int, steps: int, repeats: int) -> dict:
         losses.block_until_ready()
 
     sec = median_seconds(go, repeats) / steps
+    out = ce_steps(graphdef, opt, params, state, toks, mask, jax.random.key(0), prompt_len=P, batch_size=batch,
+                   num_steps=steps)
+    live = live_buffer_mib()  # inputs, corpus and one step's outputs held at once
+    del out
     tokens = batch * L
     flops = 3 * forward_flops_per_token(cfg.model, L) * tokens
-    return {"batch": batch, "seconds_per_step": sec, "tokens_per_s": tokens / sec, "gflops": flops / sec / 1e9}
+    return {"batch": batch, "seconds_per_step": sec, "tokens_per_s": tokens / sec, "gflops": flops / sec / 1e9,
+            "live_buffer_mib": live}
 
 
 def sampling_speed(cfg, batch: int, new_tokens: int, repeats: int, prompt_len: int | None = None) -> dict:
@@ -104,23 +119,25 @@ def main() -> None:
     repeats = 2 if args.quick else 5
     peak = matmul_peak_gflops(sizes=(512,) if args.quick else (512, 1024, 2048), repeats=repeats)
     presets = ["tiny", "small"] + (["medium"] if args.medium else [])
-    batches = (64,) if args.quick else (64, 256, 1024)
+    batches = (1, 64) if args.quick else (1, 64, 256, 1024)
     results = {"matmul_peak_gflops": peak, "presets": {}}
     lines = ["## bench_toy", "", f"float32 matmul peak measured in this run: {peak['peak']:.1f} GFLOP/s "
              f"(by size: {', '.join(f'{n}: {g:.1f}' for n, g in peak['by_size'].items())}).", "",
-             "| preset | batch | ms/step | tokens/s | GFLOP/s | % of matmul peak | matmul GFLOP/s at the model's shape |",
-             "|---|---|---|---|---|---|---|"]
+             "| preset | batch | ms/step | tokens/s | GFLOP/s | % of matmul peak | matmul GFLOP/s at the model's shape | matmul-bound ms |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in presets:
         cfg = PRESETS[name]
         rows = [train_throughput(cfg, b, 10 if args.quick else 20, repeats) for b in batches]
         for r in rows:
             r["shape_matmul_gflops"] = shape_matmul_gflops(cfg, r["batch"], repeats)
+            r["pct_of_peak"] = 100 * r["gflops"] / peak["peak"]
+            r["matmul_bound_ms"] = 1e3 * r["seconds_per_step"] * r["gflops"] / r["shape_matmul_gflops"]
         samp = [sampling_speed(cfg, 128, 16, repeats)] + [
             sampling_speed(cfg, 128, 16, repeats, prompt_len=pl) for pl in ((112,) if args.quick else (48, 112))]
         results["presets"][name] = {"train": rows, "sampling": samp}
         for r in rows:
             lines.append(f"| {name} | {r['batch']} | {1e3 * r['seconds_per_step']:.2f} | {r['tokens_per_s']:.0f} | "
-                         f"{r['gflops']:.1f} | {100 * r['gflops'] / peak['peak']:.1f} | {r['shape_matmul_gflops']:.1f} |")
+                         f"{r['gflops']:.1f} | {r['pct_of_peak']:.1f} | {r['shape_matmul_gflops']:.1f} | {r['matmul_bound_ms']:.2f} |")
     lines += ["", "Sampling, 128 prompts x 16 new tokens (the first row of each preset uses its task prompts; "
               "'token ratio' = tokens the uncached path pushes through the model per token of the cached path):", "",
               "| preset | prompt length | cached s | uncached s | speed-up | token ratio |", "|---|---|---|---|---|---|"]
@@ -128,7 +145,9 @@ def main() -> None:
         for s in results["presets"][name]["sampling"]:
             lines.append(f"| {name} | {s['prompt_len']} | {s['cached']:.4f} | {s['uncached']:.4f} | {s['speedup']:.1f}x | {s['token_ratio']:.1f} |")
     results["peak_rss_mib"] = peak_rss_mib()
-    lines += ["", f"Peak resident memory of the benchmark process: {results['peak_rss_mib']:.0f} MiB."]
+    results["live_buffer_mib"] = max(r["live_buffer_mib"] for p in results["presets"].values() for r in p["train"])
+    lines += ["", f"Peak resident memory of the benchmark process (getrusage maxrss): {results['peak_rss_mib']:.0f} MiB; "
+              f"largest live jax buffer total (a train step's params, Adam state, corpus and outputs): {results['live_buffer_mib']:.1f} MiB."]
     write_results("bench_toy", "\n".join(lines), results)
     print("\n".join(lines))
 

@@ -46,6 +46,11 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def live_buffer_mib() -> float:
+    """Bytes held by live jax arrays right now (MiB); the CPU backend has no device memory_stats."""
+    return sum(x.nbytes for x in jax.live_arrays()) / 2**20
+
+
 def matmul_peak_gflops(sizes=(512, 1024, 2048), repeats: int = 5) -> dict:
     """Best median float32 matmul throughput (GFLOP/s) over square sizes, measured now on this machine."""
     import jax.numpy as jnp

@@ -48,10 +48,12 @@ class Probe:
 
 
 def constrain(x, sharding):
+    """Pin ``x`` to the batch sharding of a data-parallel run (identity on one device)."""
     return x if sharding is None else jax.lax.with_sharding_constraint(x, sharding)
 
 
 def probe_metrics(graphdef, params_old, params_new, probe: Probe, prompt_len: int):
+    """Exact token-mean KL(pi_t+1 || pi_t) and KL(pi_t+1 || base) on the fixed probe set."""
     lp_old = completion_logp(graphdef, params_old, probe.tokens_NL, prompt_len)
     lp_new = completion_logp(graphdef, params_new, probe.tokens_NL, prompt_len)
     return {
@@ -61,11 +63,14 @@ def probe_metrics(graphdef, params_old, params_new, probe: Probe, prompt_len: in
 
 
 def update(opt, mode, params, opt_state, grads):
+    """One optimizer update followed by the storage rule of ``mode`` (bf16 rounding for 'bf16')."""
     updates, opt_state = opt.update(grads, opt_state, params)
     return after_update(optax.apply_updates(params, updates), mode), opt_state
 
 
 def change_metrics(graphdef, params_old, params_new, grads, tokens_BL, mask_BC, prompt_len):
+    """What one step changed: exact sequence KL of the step on its batch, its Fisher form 1/2 D^T F D,
+    global and per-matrix gradient and update norms."""
     delta = jax.tree.map(lambda a, b: a - b, params_new, params_old)
     lp_old = completion_logp(graphdef, params_old, tokens_BL, prompt_len)
     lp_new = completion_logp(graphdef, params_new, tokens_BL, prompt_len)
