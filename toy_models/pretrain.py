@@ -59,7 +59,7 @@ class PretrainConfig:
     chunk: int = 100
 
     def __post_init__(self):
-        check(self.steps >= 1, "train.steps", f"must be positive, got {self.steps}")
+        check(self.steps >= 0, "train.steps", f"must be non-negative (0 keeps the random init), got {self.steps}")
         check(self.batch_size >= 1, "train.batch_size", f"must be positive, got {self.batch_size}")
         check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
         check(self.warmup >= 0, "train.warmup", f"must be non-negative, got {self.warmup}")

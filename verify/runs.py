@@ -50,7 +50,8 @@ class Context:
         cfg = run_preset(preset, p.base_preset, overrides)
         key = ("run", cfg)
         if key not in self._memo:
-            self._memo[key] = finetune(cfg, base=self.base(), quiet=self.quiet)
+            base = self.base() if cfg.base == self.base().cfg else pretrain(cfg.base, quiet=self.quiet)
+            self._memo[key] = finetune(cfg, base=base, quiet=self.quiet)
         return self._memo[key]
 
     def rl(self, seed: int, **kw) -> RunResult:
