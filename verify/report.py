@@ -25,6 +25,21 @@ def save_figure(fig, ctx, claim_id: str) -> str:
     return str(path.relative_to(ctx.out_dir))
 
 
+def paired_seed_bars(seeds, left, right, labels: tuple[str, str], ylabel: str, title: str,
+                     ylim=None):
+    """One figure of two bars per seed (e.g. RL against SFT); returns (fig, ax) for extra marks, unsaved."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    x = range(len(seeds))
+    ax.bar([i - 0.2 for i in x], left, 0.4, label=labels[0])
+    ax.bar([i + 0.2 for i in x], right, 0.4, label=labels[1])
+    ax.set_xticks(list(x), [f"seed {s}" for s in seeds])
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    return fig, ax
+
+
 def line(claim: Claim, v: Verdict) -> str:
     """One terminal line per claim."""
     return f"{v.status:15s} {claim.id:28s} {v.headline}"

@@ -3,14 +3,13 @@ when RL starts from a randomly initialised base (same architecture and init seed
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from theory import spectral as S
 from theory.precision import changed_mask_bitwise
 from verify.common import block_matrices, matrix_pairs
 from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Verdict, register
-from verify.report import save_figure
+from verify.report import paired_seed_bars, save_figure
 from verify.stats import over_seeds
 
 K, ALPHA = 4, 0.5  # as in gate2.principal_overlap
@@ -63,14 +62,10 @@ def run_random_base(ctx) -> Verdict:
     pos = decide_vanishes([principal_excess(p, permute_seed=100 + i) for i, p in enumerate(real)])
     neg = decide_vanishes([principal_excess(p, changed=_planted_avoiding(p, i)) for i, p in enumerate(real)])
     real_excess = [principal_excess(p) for p in real]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    x = np.arange(len(seeds))
-    ax.bar(x - 0.2, excess, 0.4, label="RL from the random init")
-    ax.bar(x + 0.2, real_excess, 0.4, label="RL from the pretrained base")
+    fig, ax = paired_seed_bars(seeds, excess, real_excess,
+                               ("RL from the random init", "RL from the pretrained base"),
+                               "principal share of changed weights - alpha", "Is the principal-mask deficit model-conditioned?")
     ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(x, [f"seed {s}" for s in seeds])
-    ax.set_ylabel("principal share of changed weights - alpha")
-    ax.set_title("Is the principal-mask deficit model-conditioned?", fontsize=9)
     ax.legend(fontsize=7)
     return Verdict(
         "control.random_base", decide_vanishes(excess),

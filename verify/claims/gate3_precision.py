@@ -18,7 +18,7 @@ from theory.precision import (
 )
 from verify.common import as_f64
 from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Verdict, decide_positive, register
-from verify.report import save_figure
+from verify.report import paired_seed_bars, save_figure
 from verify.stats import over_seeds
 
 MIN_RL_SPARSITY = 0.20  # "sparse" needs at least this share unchanged (the paper's RL range is 36 to 92 %)
@@ -63,16 +63,12 @@ def run_sparsity(ctx) -> Verdict:
     pos, _ = decide_sparsity([_planted_sparsity(s, True) for s in range(3)], [_planted_sparsity(s, False) for s in range(3)])
     rl_e, sft_e = over_seeds(rl_b), over_seeds(sft_b)
     gains = [r.summary["gain"] for r in rl_runs], [r.summary["gain"] for r in sft_runs]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = paired_seed_bars(seeds, rl_b, sft_b, ("RL (bf16 export)", "SFT (bf16 export)"),
+                               "update sparsity (share of weights unchanged)",
+                               "C1: bf16 update sparsity, RL vs SFT at matched gain", (0, 1))
     x = np.arange(len(seeds))
-    ax.bar(x - 0.2, rl_b, 0.4, label="RL (bf16 export)")
-    ax.bar(x + 0.2, sft_b, 0.4, label="SFT (bf16 export)")
     ax.plot(x - 0.2, rl_f, "k_", ms=14, label="fp32 master (control)")
     ax.plot(x + 0.2, sft_f, "k_", ms=14)
-    ax.set_xticks(x, [f"seed {s}" for s in seeds])
-    ax.set_ylabel("update sparsity (share of weights unchanged)")
-    ax.set_title("C1: bf16 update sparsity, RL vs SFT at matched gain")
-    ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
     return Verdict(
         "gate3.sparsity", status,
@@ -236,14 +232,9 @@ def run_visibility(ctx) -> Verdict:
     every = [ctx.rl(s, precision="bf16") for s in seeds]
     master_sp = [bf16_sparsity(r) for r in runs]
     every_sp = [bf16_sparsity(r) for r in every]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    x = np.arange(len(seeds))
-    ax.bar(x - 0.2, master_sp, 0.4, label="fp32 master + bf16 export")
-    ax.bar(x + 0.2, every_sp, 0.4, label="bf16 every step")
-    ax.set_xticks(x, [f"seed {s}" for s in seeds])
-    ax.set_ylabel("update sparsity (share unchanged)")
-    ax.set_title("C9: the two storage regimes (RL, matched gain)")
-    ax.set_ylim(0, 1)
+    fig, ax = paired_seed_bars(seeds, master_sp, every_sp,
+                               ("fp32 master + bf16 export", "bf16 every step"), "update sparsity (share unchanged)",
+                               "C9: the two storage regimes (RL, matched gain)", (0, 1))
     ax.legend(fontsize=7)
     return Verdict(
         "gate3.visibility", status,
