@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, strategies as st
 
 from theory.kl import kl_categorical, kl_estimate
-from toy_models.config import ConfigError, apply_overrides
+from toy_models.config import ConfigError
 from toy_models.finetune import TrainingDiverged, finetune, run_preset
-from toy_models.rl import RLConfig, advantages, aggregate, clipped_surrogate
+from toy_models.rl import advantages, aggregate, clipped_surrogate
 from toy_models.storage import after_update, stored_flat
 
 rewards_groups = st.integers(1, 5).flatmap(

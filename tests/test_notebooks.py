@@ -1,6 +1,5 @@
 """Every notebook executes top to bottom on the tiny profile (CI runs them all)."""
 
-import os
 from pathlib import Path
 
 import nbformat

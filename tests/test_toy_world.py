@@ -11,7 +11,7 @@ from hypothesis import given, strategies as st
 from toy_models import tasks as T
 from toy_models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from toy_models.config import ConfigError, apply_overrides
-from toy_models.pretrain import PRESETS, build_corpus, pretrain, preset
+from toy_models.pretrain import build_corpus, pretrain, preset
 from toy_models.reward import verify_tokens
 from toy_models.sampling import sample
 from toy_models.transformer import ModelConfig, apply, flat_params, init_params, start_index, weight_matrices

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from verify.cli import run_claims
-from verify.registry import NOT_REPRODUCED, REPRODUCED, STATUSES, load_all
+from verify.registry import REPRODUCED, STATUSES, load_all
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ checkpoints, and a NaN/Inf guard that names the step and keeps the last good che
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import shutil
@@ -22,7 +21,7 @@ import numpy as np
 import optax
 
 from toy_models.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
-from toy_models.config import ConfigError, apply_overrides, check, to_dict
+from toy_models.config import ConfigError, apply_overrides, check
 from toy_models.pool import build_pool, build_probe
 from toy_models.pretrain import PRESETS as BASE_PRESETS, Base, BaseConfig, pretrain
 from toy_models.rl import RLConfig, rl_step

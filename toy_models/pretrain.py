@@ -9,7 +9,6 @@ the tasks needs (the principal directions the paper's Gate II is about).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from toy_models.checkpoint import load_checkpoint, read_meta, save_checkpoint
+from toy_models.checkpoint import load_checkpoint, save_checkpoint
 from toy_models.config import ConfigError, check, to_dict
 from toy_models.evaluate import heldout_problems, pass_rates
 from toy_models.lm import ce_steps, completion_loss_mask

@@ -363,7 +363,6 @@ def _restricted_fisher(ctx, run, names):
 def run_weight_leash(ctx) -> Verdict:
     """gate1.weight_leash (Prop 3.2, per layer): |dW|_F against sqrt(2 delta_W / mu_W) for the unembedding,
     with the Schur complement of a dense Fisher over (unembedding, final layer norm)."""
-    base = ctx.base()
     W, rest = "unembed.kernel", ["ln_f.scale", "ln_f.bias"]
     rows = []
     for s in ctx.profile.seeds[:2]:
