@@ -25,6 +25,12 @@ class BoundRow:
     finding: str = ""
     extra: dict = field(default_factory=dict)
 
+    @classmethod
+    def from_sides(cls, name: str, statement: str, must_hold: bool, lhs, rhs, finding: str = "",
+                   rtol: float = 1e-6, atol: float = 1e-9, **extra) -> "BoundRow":
+        """The row of a bound lhs <= rhs evaluated per instance: ratios and violations computed here."""
+        return cls(name, statement, must_hold, ratios(lhs, rhs), count_violations(lhs, rhs, rtol, atol), finding, dict(extra))
+
     @property
     def instances(self) -> int:
         return int(np.size(self.ratios))

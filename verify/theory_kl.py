@@ -43,18 +43,14 @@ def _prop31(rng, n):
     lmix = jnp.where(jnp.isfinite(lq), (1 - t) * lq + t * lt, -jnp.inf)  # pi_t ~ q^(1-t) q_tilde^t
     lhs = np.asarray(K.kl_categorical(K.log_softmax32(lmix), lq))
     rhs = np.asarray(K.prop31_bound(K.kl_tilted(lq, reward, beta)))
-    rat = ratios(lhs, rhs)
-    return BoundRow(
-        name="Prop 3.1 one-step leash",
-        statement="KL(pi_t || pi) <= KL(q_tilde || pi) for the partial M-projection step pi_t ~ pi^(1-t) q_tilde^t, t in (0, 1]",
-        must_hold=True,
-        ratios=rat,
-        violations=count_violations(lhs, rhs, rtol=1e-6, atol=1e-12),
-        finding=(
-            f"holds with no o(1) slack for this construction (pi_t is the tilt at beta/t and KL grows with the tilt); "
-            f"ratio = 1 at t = 1, median {np.median(rat):.3f}"
-        ),
+    row = BoundRow.from_sides(
+        "Prop 3.1 one-step leash",
+        "KL(pi_t || pi) <= KL(q_tilde || pi) for the partial M-projection step pi_t ~ pi^(1-t) q_tilde^t, t in (0, 1]",
+        True, lhs, rhs, atol=1e-12,
     )
+    row.finding = (f"holds with no o(1) slack for this construction (pi_t is the tilt at beta/t and KL grows with the tilt); "
+                   f"ratio = 1 at t = 1, median {row.median_tightness:.3f}")
+    return row
 
 
 def _logits(th, X, V, d):
@@ -127,44 +123,33 @@ def _param_rows(rng, n):
         full = np.concatenate([w, rng.standard_normal(V)])  # any bias completion has a larger quadratic
         chain += int(delta_W > 0.5 * float(full @ F @ full) * (1 + 1e-9) + 1e-12)
     kl_lhs, kl_rhs, steps = map(np.asarray, (kl_lhs, kl_rhs, steps))
-    r_kl = ratios(kl_lhs, kl_rhs)
+    fisher_row = BoundRow.from_sides(
+        "Prop 3.2 second order",
+        "KL(pi_{theta+D} || pi_theta) ~ 1/2 D^T F D (ratio -> 1 as |D| -> 0); linear-softmax models, |D| in [1e-3, 1]",
+        False, kl_lhs, kl_rhs, step_norms=steps,
+    )
+    r_kl = fisher_row.ratios
     small = steps < 1e-2
     dev_small = float(np.max(np.abs(r_kl[small] - 1))) if small.any() else float("nan")
     dev_large = float(np.max(np.abs(r_kl[steps > 0.3] - 1))) if (steps > 0.3).any() else float("nan")
-    fisher_row = BoundRow(
-        name="Prop 3.2 second order",
-        statement="KL(pi_{theta+D} || pi_theta) ~ 1/2 D^T F D (ratio -> 1 as |D| -> 0); linear-softmax models, |D| in [1e-3, 1]",
-        must_hold=False,
-        ratios=r_kl,
-        violations=count_violations(kl_lhs, kl_rhs),
-        finding=(
-            f"KL / quad: median {np.median(r_kl):.4f}, range [{r_kl.min():.4f}, {r_kl.max():.4f}]; "
-            f"max |ratio - 1| = {dev_small:.1e} for |D| < 1e-2 and {dev_large:.2f} for |D| > 0.3 (third-order term, either sign)"
-        ),
-        extra={"step_norms": steps},
+    fisher_row.finding = (
+        f"KL / quad: median {np.median(r_kl):.4f}, range [{r_kl.min():.4f}, {r_kl.max():.4f}]; "
+        f"max |ratio - 1| = {dev_small:.1e} for |D| < 1e-2 and {dev_large:.2f} for |D| > 0.3 (third-order term, either sign)"
     )
-    e_rat = ratios(e_lhs, e_rhs)
-    euclid_row = BoundRow(
-        name="Prop 3.2 Euclidean bound",
-        statement="|D|_2 <= sqrt(2 delta / mu), delta = 1/2 D^T F D exact (jvp), D in range(F), mu = lambda_min(F) on range(F)",
-        must_hold=True,
-        ratios=e_rat,
-        violations=count_violations(e_lhs, e_rhs),
-        finding=f"tight (ratio {e_rat.max():.6f}) for the eigenvector of mu; median {np.median(e_rat):.3f} for random D in range(F)",
+    euclid_row = BoundRow.from_sides(
+        "Prop 3.2 Euclidean bound",
+        "|D|_2 <= sqrt(2 delta / mu), delta = 1/2 D^T F D exact (jvp), D in range(F), mu = lambda_min(F) on range(F)",
+        True, e_lhs, e_rhs,
     )
-    s_rat = ratios(s_lhs, s_rhs)
-    schur_row = BoundRow(
-        name="Schur layer bound",
-        statement="|dW|_F <= sqrt(2 delta_W / mu_W), delta_W = 1/2 vec(dW)^T S_W vec(dW), S_W Schur complement of F (W vs bias)",
-        must_hold=True,
-        ratios=s_rat,
-        violations=count_violations(s_lhs, s_rhs),
-        finding=(
-            f"tight for the eigenvector of mu_W (ratio {s_rat.max():.6f}); delta_W <= 1/2 D^T F D for a random "
-            f"bias completion failed in {chain} of {n} instances"
-        ),
-        extra={"chain_violations": chain},
+    euclid_row.finding = (f"tight (ratio {euclid_row.worst_tightness:.6f}) for the eigenvector of mu; "
+                          f"median {euclid_row.median_tightness:.3f} for random D in range(F)")
+    schur_row = BoundRow.from_sides(
+        "Schur layer bound",
+        "|dW|_F <= sqrt(2 delta_W / mu_W), delta_W = 1/2 vec(dW)^T S_W vec(dW), S_W Schur complement of F (W vs bias)",
+        True, s_lhs, s_rhs, chain_violations=chain,
     )
+    schur_row.finding = (f"tight for the eigenvector of mu_W (ratio {schur_row.worst_tightness:.6f}); delta_W <= 1/2 D^T F D "
+                         f"for a random bias completion failed in {chain} of {n} instances")
     return fisher_row, euclid_row, schur_row
 
 
@@ -183,18 +168,14 @@ def _clip_only(rng, n):
             tot.append(np.abs(np.log(np.clip(ratio, 1 - eps, 1 + hi))).sum())
         lhs.append(np.mean(tot))
         rhs.append(float(K.clip_only_bound(float(lengths.mean()), eps, eps_high)))
-    rat = ratios(lhs, rhs)
-    return BoundRow(
-        name="clip-only per-step bound",
-        statement="mean over sequences of sum_t |log clip(ratio_t, 1-eps, 1+eps_high)| <= E[T] max(-log(1-eps), log(1+eps_high))",
-        must_hold=True,
-        ratios=rat,
-        violations=count_violations(lhs, rhs),
-        finding=(
-            f"holds per token by construction; median ratio {np.median(rat):.3f}, worst {rat.max():.3f} "
-            f"(near 1 only when most ratios saturate on the binding side)"
-        ),
+    row = BoundRow.from_sides(
+        "clip-only per-step bound",
+        "mean over sequences of sum_t |log clip(ratio_t, 1-eps, 1+eps_high)| <= E[T] max(-log(1-eps), log(1+eps_high))",
+        True, lhs, rhs,
     )
+    row.finding = (f"holds per token by construction; median ratio {row.median_tightness:.3f}, worst "
+                   f"{row.worst_tightness:.3f} (near 1 only when most ratios saturate on the binding side)")
+    return row
 
 
 def _tilted_vs_var(rng, n):
