@@ -166,10 +166,10 @@ def test_rl_is_deterministic_and_resume_is_bit_identical(runs, tmp_path, monkeyp
     again = finetune(cfg, quiet=True, force=True)
     assert _params_bytes(again) == full_bytes
     assert again.metrics() == full_metrics
-    # interrupt after step 4 (checkpoint at 4), resume, compare
+    # interrupt after step 3 (segments end at 2, 3, 4, 6; the last checkpoint is at 2), resume, compare
     monkeypatch.setenv("THREEGATE_RUNS", str(tmp_path / "resume"))
-    part = finetune(cfg, quiet=True, stop_after=5)
-    assert part.summary == {"interrupted_at": 5}
+    part = finetune(cfg, quiet=True, stop_after=3)
+    assert part.summary == {"interrupted_at": 3}
     resumed = finetune(cfg, quiet=True)
     assert _params_bytes(resumed) == full_bytes
     assert resumed.metrics() == full_metrics
@@ -177,23 +177,23 @@ def test_rl_is_deterministic_and_resume_is_bit_identical(runs, tmp_path, monkeyp
 
 def test_nan_guard_names_the_step_and_keeps_last_good_checkpoint(runs, monkeypatch):
     import toy_models.finetune as F
+    import toy_models.segment as S
 
-    real = F.rl_step
-    calls = {"n": 0}
+    real = S.STEP_FUNCTIONS["rl"]
 
-    def poisoned(*args, **kw):
-        params, opt_state, m = real(*args, **kw)
-        calls["n"] += 1
-        if calls["n"] == 5:
-            params = jax.tree.map(lambda x: x * jnp.nan, params)
-        return params, opt_state, m
+    def poisoned(st, trainable, opt_state, data, keys, lr, probe_lp):
+        out = real(st, trainable, opt_state, data, keys, lr, probe_lp)
+        fifth = jnp.all(jax.random.key_data(keys[1]) == jax.random.key_data(jax.random.fold_in(jax.random.key(0), 4)))
+        out.trainable = jax.tree.map(lambda x: jnp.where(fifth, jnp.nan, x), out.trainable)
+        return out
 
-    monkeypatch.setattr(F, "rl_step", poisoned)
-    cfg = run_preset("grpo_kl", "tiny", FAST + TINY_BASE)
+    monkeypatch.setitem(S.STEP_FUNCTIONS, "rl", poisoned)
+    cfg = run_preset("grpo_kl", "tiny", FAST + TINY_BASE + ["train.probe_size=7"])  # a shape no other test compiled
     with pytest.raises(TrainingDiverged, match="step 5"):
         finetune(cfg, quiet=True)
     meta = json.loads((F.run_dir("rl", cfg) / "checkpoint" / "meta.json").read_text())
     assert meta["step"] == 4
+    assert [r["step"] for r in F.read_metrics(F.run_dir("rl", cfg) / "metrics.jsonl")] == [0, 1, 2, 3, 4]
 
 
 def test_target_gain_stops_early_and_records_where(runs):
@@ -231,3 +231,30 @@ def test_four_devices_match_one_device(tmp_path):
     np.testing.assert_allclose(out[4]["loss"], out[1]["loss"], rtol=1e-4, atol=1e-5)
     for k in out[1]["params"]:
         np.testing.assert_allclose(out[4]["params"][k], out[1]["params"][k], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["fp32", "bf16", "fp32_master"])
+def test_compiled_segment_equals_the_step_loop(runs, mode):
+    """Four steps as one compiled loop (toy_models.segment.train_segment) against the same body jitted alone and
+    called four times: the float32 bits of the parameters and the accumulators agree in every storage mode."""
+    import toy_models.finetune as F
+    from toy_models.optim import init_opt_state
+    from toy_models.segment import init_state, train_segment, train_step
+    from toy_models.steps import probe_logp
+
+    spec = run_preset("grpo_kl", "tiny", FAST + TINY_BASE + [f"train.precision={mode}"])
+    setup = F._Setup(spec, F.pretrain(spec.base, quiet=True))
+    st, lr = setup.statics, jnp.float32(spec.train.lr)
+    fresh = lambda: init_state(setup.ref_params, init_opt_state(spec.train.optim(), setup.ref_params), setup.ref_params)  # noqa: E731
+    seg, _, finite = train_segment(st, fresh(), setup.data, lr, setup.run_key, setup.data_key, jnp.int32(0), jnp.int32(4), 6)
+    assert np.asarray(finite)[:4].all()
+    loop = fresh()
+    plp = probe_logp(st, loop.trainable, setup.data.probe)
+    for t in range(4):
+        loop, plp, _, ok = train_step(st, loop, plp, setup.data, lr, setup.run_key, setup.data_key, jnp.int32(t))
+        assert bool(ok)
+    for name, a, b in (("params", seg.trainable, loop.trainable), ("change_sum", seg.change_sum, loop.change_sum)):
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            np.testing.assert_array_equal(np.asarray(x).view(np.uint32), np.asarray(y).view(np.uint32), err_msg=name)
+    assert any(not np.array_equal(np.asarray(x), np.asarray(y))
+               for x, y in zip(jax.tree.leaves(seg.trainable), jax.tree.leaves(setup.ref_params)))

@@ -63,7 +63,7 @@ def test_second_call_reuses_cached_runs(tiny_report):
 
 def test_unknown_claim_and_profile_are_refused(capsys):
     assert run_claims("gate9.nothing", "tiny", None) == 2
-    assert "unknown claim" in capsys.readouterr().err
+    assert "Unknown claim" in capsys.readouterr().err
     assert run_claims("all", "huge", None) == 2
     assert "Unknown profile 'huge'" in capsys.readouterr().err
 

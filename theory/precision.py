@@ -6,7 +6,13 @@ Contents
   threshold in each direction (so the rule's errors can be counted);
 - the change probes: relative (paper, eta = 1e-3), absolute (Mukherjee et al., tol = 1e-5), bitwise;
   sparsity per tensor and per checkpoint; confusion of the absolute probe against bitwise truth;
-- the two storage regimes: bf16 every step, and fp32 master weights with a bf16 export.
+- the two storage regimes: bf16 every step, and fp32 master weights with a bf16 export;
+- regime numbers (SCIENCE.md section 7): step, drift and random-walk ratios to half a ULP, sign
+  consistency, relative update norm, the fp32 bitwise probe, sparsity over all and over eligible
+  (gradient-receiving) weights, and ``regime_numbers``, one JSON-ready call per run;
+- sparsity predictors: per-weight drift (half-ULP rule), and a Gaussian model from lr, steps and sign
+  consistency only (with its inverse), plus ``fit_quality``;
+- overlap of a changed mask with a region within strata of equal bf16 ULP (claim C11 against rounding).
 
 Numerics. The reference functions are numpy on float64 and are not jitted, on purpose: they must be
 exact for ties and subnormals, and XLA on CPU flushes subnormal arithmetic results to zero (its cast
@@ -25,6 +31,7 @@ Conventions used throughout
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Mapping
 
 import jax
@@ -64,6 +71,26 @@ __all__ = [
     "apply_fp32_master",
     "apply_bf16_every_step_jax",
     "apply_fp32_master_jax",
+    "Z_QUARTILE",
+    "SIGN_CONSISTENCY_SLACK",
+    "half_ulp_bf16",
+    "step_ratio",
+    "drift_ratio",
+    "walk_ratio",
+    "sign_consistency",
+    "relative_update_norm",
+    "changed_mask_fp32",
+    "sparsity_split",
+    "predict_changed_from_drift",
+    "predict_sparsity_from_drift",
+    "change_probability_from_regime",
+    "predict_sparsity_from_regime",
+    "drift_for_sparsity",
+    "change_probability_from_drift_distribution",
+    "fit_quality",
+    "overlap_within_strata",
+    "predicted_overlap",
+    "regime_numbers",
 ]
 
 BF16 = ml_dtypes.bfloat16
@@ -514,3 +541,736 @@ def apply_fp32_master_jax(w_fp32, deltas_seq) -> jax.Array:
     require_finite("w_fp32", a)
     seq = _deltas_for(a, deltas_seq)
     return _fp32_master_scan(jnp.asarray(a, jnp.float32), jnp.asarray(seq, jnp.float32))
+
+
+# ----------------------------------------------------------------------------------------------
+# Regime numbers (SCIENCE.md section 7): dimensionless ratios to half a ULP, measured per run
+# ----------------------------------------------------------------------------------------------
+
+Z_QUARTILE = 0.6744897501960817
+"""Phi^-1(3/4): the median of |Z| for a standard normal Z (so a N(0, s^2) variable has median |x| = Z_QUARTILE s)."""
+
+SIGN_CONSISTENCY_SLACK = 1e-3
+"""Relative excess of |change_sum| over abs_change_sum accepted as float32 accumulation error (then clipped to 1)."""
+
+
+def _positive_int(name: str, value) -> int:
+    """A positive integer (Python or numpy int, or an integral float); booleans refused."""
+    ok = isinstance(value, (int, np.integer, float, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not np.isfinite(value) or int(value) != value or int(value) < 1:
+        raise ValueError(f"Argument `{name}` must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def _positive_finite(name: str, value) -> float:
+    """A finite, strictly positive real scalar."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"Argument `{name}` must be a positive finite number, got {value!r}.") from None
+    if not (np.isfinite(v) and v > 0):
+        raise ValueError(f"Argument `{name}` must be a positive finite number, got {value!r}.")
+    return v
+
+
+def _values(name: str, x, shape: tuple | None = None) -> np.ndarray:
+    """A non-empty, finite float64 array (of ``shape`` when given)."""
+    a = np.asarray(x)
+    require_nonempty(name, a)
+    if not (np.issubdtype(a.dtype, np.floating) or np.issubdtype(a.dtype, np.integer) or a.dtype == BF16):
+        raise ValueError(f"Argument `{name}` must hold real numbers, got dtype {a.dtype}.")
+    require_finite(name, a)
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"Argument `{name}` must have shape {shape} like the weights, got {a.shape}.")
+    return a.astype(np.float64)
+
+
+def _nonnegative(name: str, x, shape: tuple | None = None) -> np.ndarray:
+    a = _values(name, x, shape)
+    if np.any(a < 0):
+        raise ValueError(f"Argument `{name}` must be non-negative (a sum of absolute changes), got a minimum of {a.min()}.")
+    return a
+
+
+def _bool_mask(name: str, m, shape: tuple | None = None) -> np.ndarray:
+    """A non-empty boolean array (of ``shape`` when given); integer 0/1 masks are refused on purpose."""
+    a = np.asarray(m)
+    if a.dtype != np.bool_:
+        raise ValueError(f"Argument `{name}` must be a boolean mask, got dtype {a.dtype}.")
+    require_nonempty(name, a)
+    if shape is not None and a.shape != shape:
+        raise ValueError(f"Argument `{name}` must have shape {shape} like the weights, got {a.shape}.")
+    return a
+
+
+def _median_or_nan(values: np.ndarray) -> float:
+    return float(np.median(values)) if values.size else float("nan")
+
+
+def _half_ulp_of_bf16(wb: np.ndarray) -> np.ndarray:
+    """Half the bf16 ULP of already-rounded bf16 values, float64 (no argument checks)."""
+    return ulp_bf16(wb.astype(np.float64)) / 2
+
+
+def half_ulp_bf16(w) -> np.ndarray:
+    """Half the bf16 ULP of the stored value bf16(w) (SCIENCE.md section 7; Gate III, claim C9), float64.
+
+    ``w`` is rounded to bf16 first (so 1.999 stores as 2.0 and gets 2^-7, not 2^-8), then
+    ULP / 2 = 2^(e-8) for |bf16(w)| in [2^e, 2^(e+1)): half-ULP / |w| lies in (2^-9, 2^-8], and it doubles
+    at each power of two. Zero and subnormals take ``ulp_bf16``'s fixed spacing: 2^-134. This is the
+    paper's visibility threshold; the exact one differs only toward zero from a power of two and at
+    exact ties (``visibility_threshold``). NaN and inf refused.
+    """
+    return _half_ulp_of_bf16(_stored("w", w))
+
+
+def _moved_or_default(moved, shape: tuple, default: np.ndarray) -> np.ndarray:
+    return default if moved is None else _bool_mask("moved", moved, shape)
+
+
+def step_ratio(w0, abs_change_sum, steps, moved=None) -> float:
+    """Step ratio (SCIENCE.md section 7): median over weights of (abs_change_sum / steps) / half_ulp_bf16(w0).
+
+    The mean per-step change of each weight in units of half its bf16 ULP, measured from the updates
+    (``abs_change_sum`` = sum over steps of |per-step fp32 change|), not from the learning rate. The
+    median is over the weights that moved (abs_change_sum > 0) unless a boolean ``moved`` mask is
+    given; NaN if no weight is selected. Zero weights have half-ULP 2^-134, so their ratio is huge
+    (any change of a zero shows): prefer the median, as here, to a mean.
+    """
+    wb = _stored("w0", w0)
+    a = _nonnegative("abs_change_sum", abs_change_sum, wb.shape)
+    t = _positive_int("steps", steps)
+    sel = _moved_or_default(moved, wb.shape, a > 0)
+    return _median_or_nan((a / t / _half_ulp_of_bf16(wb))[sel])
+
+
+def drift_ratio(w0, w1, moved=None) -> float:
+    """Drift ratio (SCIENCE.md section 7): median over weights of |w1 - w0| / half_ulp_bf16(w0), fp32 master.
+
+    ``w1`` is the final fp32 master weight, ``w0`` the (bf16) base; the difference is taken in float64 on
+    the values as given. A weight shows in the bf16 export roughly when its ratio reaches 1 (exactly:
+    ``predict_changed_from_drift``). Default selection: the weights whose master value changed
+    (w1 != w0); this drops weights that moved and came back exactly, so pass ``moved`` (for example the
+    weights that received a gradient, or abs_change_sum > 0) when that is known. NaN if none selected.
+    """
+    wb = _stored("w0", w0)
+    a0 = _values("w0", w0)
+    a1 = _values("w1", w1, wb.shape)
+    drift = np.abs(a1 - a0)
+    sel = _moved_or_default(moved, wb.shape, drift > 0)
+    return _median_or_nan((drift / _half_ulp_of_bf16(wb))[sel])
+
+
+def walk_ratio(lr, steps, w0, moved=None) -> float:
+    """Random-walk drift ratio (SCIENCE.md section 7): median over weights of lr * sqrt(T) / half_ulp_bf16(w0).
+
+    The drift ratio predicted if each weight takes T steps of size lr in independent random
+    directions (the RMS of such a walk is lr sqrt(T)). Reported as the median over weights of the
+    per-weight ratio, i.e. lr sqrt(T) times the median of 1 / half-ULP, which depends on the base only
+    through its magnitudes. No change data is passed, so the default selection is every weight; pass
+    ``moved`` to restrict it (the same weights as ``step_ratio`` / ``drift_ratio`` for a like-for-like row).
+    The consistent-sign estimate lr T / half-ULP is this times sqrt(T).
+    """
+    rate = _positive_finite("lr", lr)
+    t = _positive_int("steps", steps)
+    wb = _stored("w0", w0)
+    sel = _moved_or_default(moved, wb.shape, np.ones(wb.shape, dtype=bool))
+    return _median_or_nan((rate * np.sqrt(t) / _half_ulp_of_bf16(wb))[sel])
+
+
+def _sign_consistency_values(cs: np.ndarray, acs: np.ndarray, name_cs: str = "change_sum") -> np.ndarray:
+    """|cs| / acs per weight (0 where acs = 0), clipped to [0, 1] after a consistency check."""
+    excess = np.abs(cs) > acs * (1 + SIGN_CONSISTENCY_SLACK)
+    if np.any(excess):
+        raise ValueError(
+            f"Argument `{name_cs}` exceeds the matching abs_change_sum in magnitude at {int(np.count_nonzero(excess))} "
+            "entries; |sum of changes| cannot exceed the sum of |changes|."
+        )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(acs > 0, np.abs(cs) / np.where(acs > 0, acs, 1.0), 0.0)
+    return np.minimum(ratio, 1.0)
+
+
+def sign_consistency(change_sum, abs_change_sum, moved=None) -> float:
+    """Sign consistency (SCIENCE.md section 7): median over moved weights of |change_sum| / abs_change_sum.
+
+    1 = every step of the weight went the same way; a random walk of T equal steps gives |S_T| / T, whose
+    mean is about sqrt(2 / (pi T)) and whose median is about Z_QUARTILE / sqrt(T) = 0.674 / sqrt(T) (the
+    median of |N(0, T)| / T); this function returns the median. Per weight, by definition,
+    |change_sum| = consistency x abs_change_sum. Weights with abs_change_sum = 0 have no direction
+    and are always left out (also from a given ``moved`` mask). float32 accumulation can put |change_sum|
+    a hair above abs_change_sum: up to a relative SIGN_CONSISTENCY_SLACK it is clipped to 1, beyond it
+    refused. NaN if no weight is selected.
+    """
+    acs = _nonnegative("abs_change_sum", abs_change_sum)
+    cs = _values("change_sum", change_sum, acs.shape)
+    ratio = _sign_consistency_values(cs, acs)
+    sel = acs > 0
+    if moved is not None:
+        sel = sel & _bool_mask("moved", moved, acs.shape)
+    return _median_or_nan(ratio[sel])
+
+
+def relative_update_norm(W0, W1) -> float:
+    """Relative update norm (SCIENCE.md section 7 target, about 1e-3 per matrix for published RLVR):
+    ||W1 - W0||_F / ||W0||_F in float64 (the 2-norm of the flattened arrays for other shapes); NaN if W0 = 0."""
+    a = _values("W0", W0)
+    b = _values("W1", W1, a.shape)
+    den = float(np.linalg.norm(a.ravel()))
+    return float(np.linalg.norm((b - a).ravel()) / den) if den > 0 else float("nan")
+
+
+def _as_float32(name: str, x) -> np.ndarray:
+    """Float32 values: float32 as is, narrower floats (bf16, float16) upcast exactly, float64 only if exact."""
+    a = np.asarray(x)
+    require_nonempty(name, a)
+    if not np.issubdtype(a.dtype, np.floating) and a.dtype != BF16:
+        raise ValueError(f"Argument `{name}` must hold floating-point values, got dtype {a.dtype}.")
+    require_finite(name, a)
+    b = a.astype(np.float32)
+    if a.dtype == np.float64 and not np.array_equal(b.astype(np.float64), a):
+        raise ValueError(f"Argument `{name}` holds float64 values that float32 cannot represent; pass the float32 weights.")
+    return b
+
+
+def changed_mask_fp32(w0, w1) -> np.ndarray:
+    """Bitwise change of fp32 master weights (SCIENCE.md claim C6, the "fp32 storage" negative control).
+
+    True where the float32 bit patterns of ``w0`` and ``w1`` differ (``.view(np.uint32)``), with +0 and
+    -0 read as equal like the other probes. Unlike ``changed_mask_bitwise``, nothing is rounded to bf16:
+    a change below bf16 resolution (1 -> 1 + 2^-20) counts as changed here and as unchanged there.
+    float32 inputs are used as given, bf16/float16 ones upcast exactly; float64 inputs must be exactly
+    float32-representable (a bit comparison of other values is undefined). NaN and inf refused.
+    For a checkpoint: ``checkpoint_sparsity(p0, p1, probe=changed_mask_fp32)``.
+    """
+    a = _as_float32("w0", w0)
+    b = _as_float32("w1", w1)
+    require_same_shape("w0", a, "w1", b)
+    diff = a.view(np.uint32) != b.view(np.uint32)
+    return diff & ~((a == 0) & (b == 0))
+
+
+def _split_counts(changed: np.ndarray, eligible: np.ndarray) -> dict:
+    n = int(changed.size)
+    n_eligible = int(np.count_nonzero(eligible))
+    n_changed = int(np.count_nonzero(changed))
+    n_changed_eligible = int(np.count_nonzero(changed & eligible))
+    return {
+        "n": n,
+        "n_eligible": n_eligible,
+        "n_untouched": n - n_eligible,
+        "untouched_share": (n - n_eligible) / n,
+        "n_changed": n_changed,
+        "n_changed_eligible": n_changed_eligible,
+        "n_changed_untouched": n_changed - n_changed_eligible,
+        "sparsity_all": 1.0 - n_changed / n,
+        "sparsity_eligible": 1.0 - n_changed_eligible / n_eligible if n_eligible else float("nan"),
+    }
+
+
+def _same_keys(name_ref: str, ref: Mapping, others: dict[str, object]) -> None:
+    if not isinstance(ref, Mapping) or not ref:
+        raise ValueError(f"Argument `{name_ref}` must be a non-empty dict of tensors.")
+    for name, d in others.items():
+        if not isinstance(d, Mapping):
+            raise ValueError(f"Argument `{name}` must be a dict with the same tensors as `{name_ref}`.")
+        extra = sorted(set(ref) ^ set(d))
+        if extra:
+            where = name if extra[0] in ref else name_ref
+            raise ValueError(f"Tensor `{extra[0]}` is missing from `{where}`; `{name_ref}` and `{name}` need the same tensors.")
+
+
+def sparsity_split(changed, eligible) -> dict:
+    """Update sparsity over all parameters and over the eligible ones only (SCIENCE.md section 7, last paragraph).
+
+    ``eligible``: parameters that received a gradient at some step; the others are structurally
+    untouched (about 9 % of the tiny model: unused embedding and position rows) and look unchanged
+    under every method. Both masks boolean, same shape. Returns a flat dict: n, n_eligible, n_untouched,
+    untouched_share, n_changed, n_changed_eligible, n_changed_untouched (changes without a gradient:
+    weight decay, for example), sparsity_all = 1 - n_changed / n, sparsity_eligible =
+    1 - n_changed_eligible / n_eligible (NaN if none eligible). For dicts name -> mask (same keys) the
+    counts are pooled over tensors and the dict also holds "per_tensor": {name: flat dict}.
+    """
+    if isinstance(changed, Mapping) or isinstance(eligible, Mapping):
+        _same_keys("changed", changed, {"eligible": eligible})
+        per, cs, es = {}, [], []
+        for name in sorted(changed):
+            c = _bool_mask(f"changed[{name!r}]", changed[name])
+            e = _bool_mask(f"eligible[{name!r}]", eligible[name], c.shape)
+            per[name] = _split_counts(c, e)
+            cs.append(c.ravel())
+            es.append(e.ravel())
+        out = _split_counts(np.concatenate(cs), np.concatenate(es))
+        out["per_tensor"] = per
+        return out
+    c = _bool_mask("changed", changed)
+    e = _bool_mask("eligible", eligible, c.shape)
+    return _split_counts(c, e)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sparsity predictors (SCIENCE.md section 7): per-weight drift, and lr / steps / sign consistency only
+# ----------------------------------------------------------------------------------------------
+
+
+def predict_changed_from_drift(w0, drift) -> np.ndarray:
+    """Half-ULP prediction of the bf16-export changed mask (Gate III, claim C9; SCIENCE.md section 7).
+
+    Changed iff |drift| >= half_ulp_bf16(w0), with ``drift`` the accumulated fp32 change of the
+    master weight (w_T - w_0, or the sum of per-step changes). The boundary counts as changed (the
+    paper's ">=", as in ``half_ulp_rule``). Exact rounding, ``bf16(w0 + drift) != w0`` (``is_visible``,
+    or ``changed_mask_bitwise(w0, to_bf16(w0 + drift))``), disagrees exactly on the known half-ULP-rule
+    set (``disagreement_kind`` != AGREE):
+    - ties: |drift| == half-ULP exactly and w0's last mantissa bit even (zero included): round half to
+      even keeps w0, predicted changed;
+    - below a power of two: |w0| = 2^e normal, drift toward zero with half-ULP/2 < |drift| < half-ULP:
+      the spacing below 2^e is half the ULP, so the export changes, predicted unchanged.
+    Everywhere else (in particular for every drift away from these two boundaries) it is exact.
+    """
+    wb = _stored("w0", w0)
+    d = _delta("drift", drift)
+    require_same_shape("w0", wb, "drift", d)
+    return np.abs(d) >= _half_ulp_of_bf16(wb)
+
+
+def predict_sparsity_from_drift(w0, drift) -> float:
+    """Predicted bf16-export sparsity 1 - mean(predict_changed_from_drift(w0, drift)) (SCIENCE.md section 7)."""
+    return sparsity(predict_changed_from_drift(w0, drift))
+
+
+def _sign_consistency_arg(value) -> float:
+    try:
+        c = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"Argument `sign_consistency` must be a number in [0, 1], got {value!r}.") from None
+    if not (0.0 <= c <= 1.0):
+        raise ValueError(f"Argument `sign_consistency` must be a number in [0, 1], got {value!r}.")
+    return c
+
+
+def _half_ulp_levels(half_ulp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct half-ULPs (powers of two, at most a few dozen), their counts, and each entry's level index."""
+    k = np.frexp(half_ulp.ravel())[1] - 1  # half-ULP = 2^k exactly
+    k_lo = int(k.min())
+    counts = np.bincount(k - k_lo)
+    keep = np.flatnonzero(counts)
+    level_of = np.full(counts.size, -1, dtype=np.int64)
+    level_of[keep] = np.arange(keep.size)
+    return np.ldexp(1.0, keep + k_lo), counts[keep], level_of[k - k_lo]
+
+
+def _gaussian_change_probability(levels: np.ndarray, typical_drift: float) -> np.ndarray:
+    """P(|X| >= h) for X ~ N(0, sigma^2) with median |X| = typical_drift: erfc(Z_QUARTILE h / (sqrt 2 D)).
+
+    Called on the few distinct half-ULP levels (``_half_ulp_levels``), so a scalar erfc suffices."""
+    if typical_drift == 0:
+        return np.zeros_like(levels)
+    scale = Z_QUARTILE / (math.sqrt(2.0) * typical_drift)
+    return np.array([math.erfc(h * scale) for h in levels.ravel()], dtype=np.float64).reshape(levels.shape)
+
+
+def _gaussian_sparsity(levels: np.ndarray, counts: np.ndarray, typical_drift: float) -> float:
+    """1 - mean P over weights given as a half-ULP histogram (levels, counts)."""
+    return 1.0 - float(np.dot(counts, _gaussian_change_probability(levels, typical_drift))) / float(counts.sum())
+
+
+def _drift_distribution_probability(levels: np.ndarray, drift_magnitudes: np.ndarray) -> np.ndarray:
+    """Share of the drift magnitudes >= each level (the half-ULP rule on the pooled drift distribution)."""
+    mags = np.sort(drift_magnitudes.ravel())
+    return (mags.size - np.searchsorted(mags, levels, side="left")) / mags.size
+
+
+def change_probability_from_regime(w0, lr, steps, sign_consistency, step_fraction: float = 1.0) -> np.ndarray:
+    """Per-weight probability that the bf16 export shows a change, from lr, steps and sign consistency only.
+
+    SCIENCE.md section 7 as a model with no per-weight change data (only |w0|, which sets each
+    weight's half-ULP h):
+        D   = step_fraction * lr * T * c                     (typical |drift| of a weight)
+        P_i = P(|X| >= h_i),  X ~ N(0, sigma^2),  sigma = D / Z_QUARTILE   (so median |X| = D)
+            = erfc(Z_QUARTILE * h_i / (sqrt(2) * D))          (0 where D = 0)
+    Assumptions. (1) Adam moves every coordinate by about step_fraction * lr per step (1 by default:
+    m / sqrt(v) near 1 for a consistent gradient; the measured value is median(abs_change_sum) / (lr T),
+    reported as "step_fraction" by ``regime_numbers``). (2) |drift| = c * sum |step| by definition of
+    sign consistency, with one c for all weights (pass the median). (3) Drift is independent of |w0|
+    (Adam's step does not scale with the weight). (4) Across weights the drift is zero-mean Gaussian.
+    (5) fp32 master accumulation with a bf16 export and the half-ULP rule (its tie and power-of-two
+    exceptions have probability zero or about 1/128 of weights); with bf16 storage every step sub-ULP
+    steps are lost and the model overpredicts changes.
+    Why Gaussian with the median matched: for a random walk of T steps of size lr the median sign
+    consistency is Z_QUARTILE / sqrt(T), so D = Z_QUARTILE lr sqrt(T) and the model is the exact
+    central-limit law N(0, lr^2 T): it is right in the random-walk limit. When c is near 1 the drifts
+    concentrate near lr T (a point mass fits better) and the Gaussian spreads them too much; where the
+    measured drifts are available, ``predict_changed_from_drift`` needs no model.
+    Returns float64 probabilities, shape of ``w0``.
+    """
+    wb = _stored("w0", w0)
+    rate = _positive_finite("lr", lr)
+    t = _positive_int("steps", steps)
+    c = _sign_consistency_arg(sign_consistency)
+    s = _positive_finite("step_fraction", step_fraction)
+    levels, _, level_index = _half_ulp_levels(_half_ulp_of_bf16(wb))
+    return _gaussian_change_probability(levels, s * rate * t * c)[level_index].reshape(wb.shape)
+
+
+def predict_sparsity_from_regime(w0, lr, steps, sign_consistency, step_fraction: float = 1.0) -> float:
+    """Predicted bf16-export sparsity 1 - mean_i P_i of the Gaussian regime model (``change_probability_from_regime``;
+    SCIENCE.md section 7). Pass the weights the sparsity is about (for example only those that receive a gradient)."""
+    wb = _stored("w0", w0)
+    rate = _positive_finite("lr", lr)
+    t = _positive_int("steps", steps)
+    c = _sign_consistency_arg(sign_consistency)
+    s = _positive_finite("step_fraction", step_fraction)
+    levels, counts, _ = _half_ulp_levels(_half_ulp_of_bf16(wb))
+    return _gaussian_sparsity(levels, counts, s * rate * t * c)
+
+
+def drift_for_sparsity(w0, target_sparsity) -> float:
+    """Inverse of the Gaussian regime model: the typical drift D at which 1 - mean_i P_i = target_sparsity.
+
+    P_i = erfc(Z_QUARTILE h_i / (sqrt(2) D)) as in ``change_probability_from_regime`` (SCIENCE.md
+    section 7); the predicted sparsity falls strictly as D grows, so D is found by bisection on log2 D
+    (to about 1e-12 relative). To reach it, choose lr * T * c * step_fraction = D, e.g.
+    lr = D / (T c) for Adam steps of about lr. ``target_sparsity`` in (0, 1).
+    """
+    require_open_unit("target_sparsity", target_sparsity)
+    wb = _stored("w0", w0)
+    levels, counts, _ = _half_ulp_levels(_half_ulp_of_bf16(wb))
+    lo, hi = np.log2(levels.min()) - 60.0, np.log2(levels.max()) + 60.0  # sparsity ~1 at lo, ~0 at hi
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if _gaussian_sparsity(levels, counts, 2.0**mid) > target_sparsity:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12:
+            break
+    return float(2.0 ** (0.5 * (lo + hi)))
+
+
+def change_probability_from_drift_distribution(w0, drift) -> np.ndarray:
+    """Per-weight change probability if the measured drift magnitudes were dealt to weights at random.
+
+    P_i = share of all |drift| values >= half_ulp_bf16(w0_i) (the half-ULP rule applied to the pooled,
+    empirical drift distribution, independent of which weight drifted). Between the Gaussian regime
+    model and the per-weight ``predict_changed_from_drift`` (SCIENCE.md section 7): its sparsity
+    differs from the Gaussian model's by the shape of the drift distribution only, and from the
+    per-weight prediction by the correlation between drift and |w0| only. P depends on |w0| alone, so it
+    is a magnitude-only baseline for ``predicted_overlap``.
+    """
+    wb = _stored("w0", w0)
+    d = _delta("drift", drift)
+    require_same_shape("w0", wb, "drift", d)
+    levels, _, level_index = _half_ulp_levels(_half_ulp_of_bf16(wb))
+    return _drift_distribution_probability(levels, np.abs(d))[level_index].reshape(wb.shape)
+
+
+def fit_quality(predicted, measured) -> dict:
+    """How well predictions match measurements (SCIENCE.md section 7, predictor checks).
+
+    ``predicted`` and ``measured``: arrays of the same shape, or dicts name -> number with the same keys.
+    Returns {"n", "r2": 1 - SS_res / SS_tot with SS_tot about the mean of measured (NaN if measured is
+    constant), "slope_through_origin": least squares of measured = b * predicted (1 = calibrated; NaN if
+    predicted is all 0), "ols_slope", "ols_intercept" (measured = a + b * predicted; NaN for n < 2 or
+    constant predicted), "mean_abs_miss", "max_abs_miss", "max_miss_index": flat index (arrays) or key
+    (dicts) of the largest |measured - predicted|}.
+    """
+    if isinstance(predicted, Mapping) or isinstance(measured, Mapping):
+        _same_keys("predicted", predicted, {"measured": measured})
+        keys = sorted(predicted)
+        p = _values("predicted", [predicted[k] for k in keys])
+        m = _values("measured", [measured[k] for k in keys])
+    else:
+        p = _values("predicted", predicted).ravel()
+        m = _values("measured", measured, np.shape(predicted)).ravel()
+        keys = None
+    resid = m - p
+    ss_res = float(np.sum(resid**2))
+    ss_tot = float(np.sum((m - m.mean()) ** 2))
+    pp = float(np.dot(p, p))
+    var_p = float(np.sum((p - p.mean()) ** 2))
+    if p.size >= 2 and var_p > 0:
+        ols_slope = float(np.sum((p - p.mean()) * (m - m.mean())) / var_p)
+        ols_intercept = float(m.mean() - ols_slope * p.mean())
+    else:
+        ols_slope = ols_intercept = float("nan")
+    i = int(np.argmax(np.abs(resid)))
+    return {
+        "n": int(p.size),
+        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+        "slope_through_origin": float(np.dot(p, m) / pp) if pp > 0 else float("nan"),
+        "ols_slope": ols_slope,
+        "ols_intercept": ols_intercept,
+        "mean_abs_miss": float(np.mean(np.abs(resid))),
+        "max_abs_miss": float(np.abs(resid[i])),
+        "max_miss_index": keys[i] if keys is not None else i,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Magnitude-stratified overlap (claim C11 against a rounding-only explanation)
+# ----------------------------------------------------------------------------------------------
+
+
+def _pooled_masks(changed, region, w0):
+    """Flatten (and pool over tensors) changed / region / half-ULP exponent; tensor index per entry."""
+    if isinstance(changed, Mapping) or isinstance(region, Mapping) or isinstance(w0, Mapping):
+        _same_keys("changed", changed, {"region": region, "w0": w0})
+        names = sorted(changed)
+        cs, rs, ks, ts = [], [], [], []
+        for i, name in enumerate(names):
+            c = _bool_mask(f"changed[{name!r}]", changed[name])
+            r = _bool_mask(f"region[{name!r}]", region[name], c.shape)
+            wb = _stored(f"w0[{name!r}]", w0[name])
+            require_same_shape(f"changed[{name!r}]", c, f"w0[{name!r}]", wb)
+            cs.append(c.ravel())
+            rs.append(r.ravel())
+            ks.append(np.frexp(_half_ulp_of_bf16(wb).ravel())[1] - 1)
+            ts.append(np.full(c.size, i, dtype=np.int64))
+        return np.concatenate(cs), np.concatenate(rs), np.concatenate(ks), np.concatenate(ts), names
+    c = _bool_mask("changed", changed)
+    r = _bool_mask("region", region, c.shape)
+    wb = _stored("w0", w0)
+    require_same_shape("changed", c, "w0", wb)
+    k = np.frexp(_half_ulp_of_bf16(wb).ravel())[1] - 1
+    return c.ravel(), r.ravel(), k, np.zeros(c.size, dtype=np.int64), None
+
+
+def _stratum_counts(stratum: np.ndarray, c: np.ndarray, r: np.ndarray):
+    n_s = np.bincount(stratum)
+    r_s = np.bincount(stratum, weights=r).round().astype(np.int64)
+    c_s = np.bincount(stratum, weights=c).round().astype(np.int64)
+    o_s = np.bincount(stratum, weights=c & r).round().astype(np.int64)
+    return n_s, r_s, c_s, o_s
+
+
+def _aggregate_excess(n_s, r_s, c_s, o_s) -> tuple[float, float, float]:
+    """(excess, null standard error, expected overlap) of sum_s c_s (o_s / c_s - alpha_s) / C.
+
+    The standard error is that of the overlap under the null "within each stratum the changed entries
+    are a random subset" (hypergeometric: Var o_s = c_s alpha_s (1 - alpha_s) (n_s - c_s) / (n_s - 1)).
+    """
+    total = int(c_s.sum())
+    if total == 0:
+        return float("nan"), float("nan"), float("nan")
+    ok = n_s > 0
+    alpha = np.where(ok, r_s / np.where(ok, n_s, 1), 0.0)
+    fpc = np.where(n_s > 1, (n_s - c_s) / np.where(n_s > 1, n_s - 1, 1), 0.0)
+    expected = float(np.dot(c_s, alpha)) / total
+    var = float(np.sum(c_s * alpha * (1 - alpha) * fpc)) / total**2
+    return float(o_s.sum()) / total - expected, float(np.sqrt(var)), expected
+
+
+def _z(x: float, se: float) -> float:
+    return x / se if se > 0 else float("nan")
+
+
+def overlap_within_strata(changed, region, w0) -> dict:
+    """Overlap excess of a changed mask with a region, within strata of equal bf16 ULP (claim C11 control).
+
+    Overlap excess = |changed & region| / |changed| - alpha (SCIENCE.md section 4, overlap against its
+    random level). Principal-mask entries are large, with larger half-ULPs, so rounding alone lowers
+    their change rate; this removes that path: within each stratum s of equal bf16 binade of |w0|
+    (equal ULP; zero and subnormals form one stratum) excess_s = o_s / c_s - alpha_s with alpha_s the
+    stratum's own region share, aggregated with weights c_s / C (C = all changed entries):
+        excess = sum_s c_s (o_s / c_s - alpha_s) / C = overlap - sum_s c_s alpha_s / C.
+    It is zero in expectation when the change probability depends on the stratum only (as the
+    half-ULP mechanism does); a within-binade effect of |w0| is not removed. Masks and ``w0`` share a
+    shape; dicts name -> array (same keys) are pooled and stratified by (tensor, binade).
+    Returns {"excess", "standard_error", "z" (excess / standard_error), "overlap", "expected_overlap",
+    "unstratified_excess" (overlap - |region| / n), "unstratified_standard_error", "unstratified_z",
+    "excess_by_tensor" (strata = tensors only; equals the unstratified excess for one array), "alpha",
+    "n", "n_changed", "n_region", "strata": [{"tensor" (None for an array), "log2_half_ulp",
+    "half_ulp", "n", "region", "alpha", "changed", "overlap", "excess", "weight"}, ...]}. Standard errors
+    are under the null of a random changed subset within each stratum (hypergeometric). NaN where no
+    entry changed.
+    """
+    c, r, k, t, names = _pooled_masks(changed, region, w0)
+    k_lo = int(k.min())
+    width = int(k.max()) - k_lo + 1
+    stratum = t * width + (k - k_lo)
+    n_s, r_s, c_s, o_s = _stratum_counts(stratum, c, r)
+    excess, se, expected = _aggregate_excess(n_s, r_s, c_s, o_s)
+    n_u, r_u, c_u, o_u = _stratum_counts(np.zeros(c.size, dtype=np.int64), c, r)
+    un_excess, un_se, _ = _aggregate_excess(n_u, r_u, c_u, o_u)
+    by_tensor, _, _ = _aggregate_excess(*_stratum_counts(t, c, r))
+    total = int(c_s.sum())
+    strata = []
+    for s in np.flatnonzero(n_s):
+        ti, kk = divmod(int(s), width)
+        cc = int(c_s[s])
+        alpha = float(r_s[s]) / float(n_s[s])
+        ov = float(o_s[s]) / cc if cc else float("nan")
+        strata.append({
+            "tensor": names[ti] if names is not None else None,
+            "log2_half_ulp": kk + k_lo,
+            "half_ulp": float(np.ldexp(1.0, kk + k_lo)),
+            "n": int(n_s[s]),
+            "region": int(r_s[s]),
+            "alpha": alpha,
+            "changed": cc,
+            "overlap": ov,
+            "excess": ov - alpha,
+            "weight": cc / total if total else float("nan"),
+        })
+    return {
+        "excess": excess,
+        "standard_error": se,
+        "z": _z(excess, se),
+        "overlap": float(o_s.sum()) / total if total else float("nan"),
+        "expected_overlap": expected,
+        "unstratified_excess": un_excess,
+        "unstratified_standard_error": un_se,
+        "unstratified_z": _z(un_excess, un_se),
+        "excess_by_tensor": by_tensor,
+        "alpha": float(r.mean()),
+        "n": int(c.size),
+        "n_changed": total,
+        "n_region": int(np.count_nonzero(r)),
+        "strata": strata,
+    }
+
+
+def predicted_overlap(p_change, region) -> float:
+    """Overlap excess expected if each weight changes independently with probability p (claim C11 baseline).
+
+    sum_{region} p / sum p - |region| / n: the expected overlap (to first order in 1 / sum p) minus
+    the random level alpha. With p from ``change_probability_from_regime`` or
+    ``change_probability_from_drift_distribution`` (functions of |w0| only) it is the excess rounding
+    alone produces. Arrays of the same shape, or dicts name -> array (pooled). NaN if sum p = 0.
+    """
+    if isinstance(p_change, Mapping) or isinstance(region, Mapping):
+        _same_keys("p_change", p_change, {"region": region})
+        ps, rs = [], []
+        for name in sorted(p_change):
+            p = _values(f"p_change[{name!r}]", p_change[name])
+            ps.append(p.ravel())
+            rs.append(_bool_mask(f"region[{name!r}]", region[name], p.shape).ravel())
+        p, r = np.concatenate(ps), np.concatenate(rs)
+    else:
+        p = _values("p_change", p_change).ravel()
+        r = _bool_mask("region", region, np.shape(p_change)).ravel()
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError("Argument `p_change` must hold probabilities in [0, 1].")
+    total = float(p.sum())
+    if total == 0:
+        return float("nan")
+    return float(p[r].sum()) / total - float(np.count_nonzero(r)) / r.size
+
+
+# ----------------------------------------------------------------------------------------------
+# One call per run
+# ----------------------------------------------------------------------------------------------
+
+
+def _json_float(x: float):
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def regime_numbers(w0, w1, change_sum, abs_change_sum, grad_seen, lr, steps) -> dict:
+    """Regime numbers of one fine-tuning run (SCIENCE.md section 7), JSON-ready (undefined values are None).
+
+    Arguments other than ``lr`` and ``steps`` are dicts name -> array with the same keys and shapes:
+    ``w0`` the bf16-rounded base (values must be bf16-representable), ``w1`` the final fp32 master,
+    ``change_sum`` / ``abs_change_sum`` the sums over steps of the per-step fp32 change and of its
+    absolute value, ``grad_seen`` (bool) the weights whose gradient was non-zero at some step
+    ("eligible"; the rest are structurally untouched). Pooled over tensors:
+    - step_ratio, drift_ratio, walk_ratio: medians over eligible weights (``step_ratio``,
+      ``drift_ratio``, ``walk_ratio``); sign_consistency: median over eligible weights with
+      abs_change_sum > 0; lr_ratio: median lr / half-ULP (the section 7 table row); step_fraction:
+      median abs_change_sum / (lr T) (Adam's mean step in units of lr); median_abs_w0 (eligible);
+    - steps, lr, n, untouched_share;
+    - sparsity_bf16_all / _eligible: bf16 export, ``changed_mask_bitwise(w0, to_bf16(w1))``;
+      sparsity_fp32_all / _eligible: fp32 bits, ``changed_mask_fp32(w0, w1)``;
+    - predicted_sparsity_from_drift (eligible; the half-ULP rule on drift = change_sum, which in
+      fp32-master runs equals w1 - w0 up to float32 accumulation rounding and in bf16-every-step runs is
+      the drift an fp32 master would have had), predicted_sparsity_from_drift_all, and
+      drift_prediction_misses (eligible weights where that prediction and the bf16 export disagree);
+    - predicted_sparsity_from_drift_distribution (eligible; ``change_probability_from_drift_distribution``);
+    - predicted_sparsity_from_regime (eligible; Gaussian model with lr, steps, the pooled median sign
+      consistency and step_fraction 1), predicted_sparsity_from_regime_measured_step (same with the
+      measured step_fraction);
+    - per_tensor: {name: {n, relative_update_norm (2-D tensors, else None), sparsity_bf16,
+      sparsity_bf16_eligible, untouched_share, drift_ratio (median over the tensor's eligible weights)}}.
+    """
+    _same_keys("w0", w0, {"w1": w1, "change_sum": change_sum, "abs_change_sum": abs_change_sum, "grad_seen": grad_seen})
+    rate = _positive_finite("lr", lr)
+    t = _positive_int("steps", steps)
+    # Per-weight quantities of the eligible weights, pooled over tensors; masks over all weights.
+    pooled = {key: [] for key in ("half_ulp", "abs_change_sum", "drift", "net_drift", "sign_consistency", "abs_w0",
+                                  "predicted_changed", "changed_bf16")}
+    masks = {key: [] for key in ("eligible", "changed_bf16", "changed_fp32", "predicted_changed")}
+    per_tensor = {}
+    for name in sorted(w0):
+        a0 = _as_float32(f"w0[{name!r}]", w0[name])
+        wb = to_bf16(a0)
+        if not np.array_equal(wb.astype(np.float32), a0):
+            raise ValueError(f"Argument `w0[{name!r}]` must hold the bf16-rounded base (values exactly representable in bf16).")
+        a1 = _as_float32(f"w1[{name!r}]", w1[name])
+        require_same_shape(f"w0[{name!r}]", a0, f"w1[{name!r}]", a1)
+        cs = _values(f"change_sum[{name!r}]", change_sum[name], a0.shape)
+        acs = _nonnegative(f"abs_change_sum[{name!r}]", abs_change_sum[name], a0.shape)
+        elig = _bool_mask(f"grad_seen[{name!r}]", grad_seen[name], a0.shape)
+        consistency = _sign_consistency_values(cs, acs, name_cs=f"change_sum[{name!r}]")
+        h = _half_ulp_of_bf16(wb)
+        drift = np.abs(a1.astype(np.float64) - a0.astype(np.float64))
+        ch_bf16 = changed_mask_bitwise(wb, to_bf16(a1))
+        ch_fp32 = changed_mask_fp32(a0, a1)
+        pred = np.abs(cs) >= h  # predict_changed_from_drift with drift = change_sum
+        n_elig = int(np.count_nonzero(elig))
+        per_tensor[name] = {
+            "n": int(a0.size),
+            "relative_update_norm": _json_float(relative_update_norm(a0, a1)) if a0.ndim == 2 else None,
+            "sparsity_bf16": sparsity(ch_bf16),
+            "sparsity_bf16_eligible": _json_float(1.0 - np.count_nonzero(ch_bf16 & elig) / n_elig) if n_elig else None,
+            "untouched_share": 1.0 - n_elig / a0.size,
+            "drift_ratio": _json_float(_median_or_nan((drift / h)[elig])),
+        }
+        for key, arr in (("half_ulp", h), ("abs_change_sum", acs), ("drift", drift), ("net_drift", np.abs(cs)),
+                         ("sign_consistency", np.where(acs > 0, consistency, np.nan)), ("abs_w0", np.abs(a0.astype(np.float64))),
+                         ("predicted_changed", pred), ("changed_bf16", ch_bf16)):
+            pooled[key].append(arr[elig])
+        for key, arr in (("eligible", elig), ("changed_bf16", ch_bf16), ("changed_fp32", ch_fp32), ("predicted_changed", pred)):
+            masks[key].append(arr.ravel())
+    p = {key: np.concatenate(v) for key, v in pooled.items()}
+    m = {key: np.concatenate(v) for key, v in masks.items()}
+    split_bf16 = _split_counts(m["changed_bf16"], m["eligible"])
+    split_fp32 = _split_counts(m["changed_fp32"], m["eligible"])
+    n, n_elig = split_bf16["n"], split_bf16["n_eligible"]
+    h, acs = p["half_ulp"], p["abs_change_sum"]
+    consistency = p["sign_consistency"]
+    c_med = _median_or_nan(consistency[~np.isnan(consistency)])
+    step_fraction = _median_or_nan(acs / (rate * t))
+    inverse_half_ulp = _median_or_nan(1.0 / h)  # lr_ratio and walk_ratio are this times lr, lr sqrt(T)
+    regime_pred = regime_pred_measured = dist_pred = drift_pred = float("nan")
+    if n_elig:
+        levels, counts, _ = _half_ulp_levels(h)
+        drift_pred = 1.0 - float(np.mean(p["predicted_changed"]))
+        dist_pred = 1.0 - float(np.dot(counts, _drift_distribution_probability(levels, p["net_drift"]))) / n_elig
+        if np.isfinite(c_med):
+            regime_pred = _gaussian_sparsity(levels, counts, rate * t * c_med)
+            regime_pred_measured = _gaussian_sparsity(levels, counts, step_fraction * rate * t * c_med)
+    return {
+        "steps": t,
+        "lr": rate,
+        "n": n,
+        "step_ratio": _json_float(_median_or_nan(acs / t / h)),
+        "drift_ratio": _json_float(_median_or_nan(p["drift"] / h)),
+        "walk_ratio": _json_float(inverse_half_ulp * rate * np.sqrt(t)),
+        "sign_consistency": _json_float(c_med),
+        "lr_ratio": _json_float(inverse_half_ulp * rate),
+        "step_fraction": _json_float(step_fraction),
+        "median_abs_w0": _json_float(_median_or_nan(p["abs_w0"])),
+        "untouched_share": split_bf16["untouched_share"],
+        "sparsity_bf16_all": split_bf16["sparsity_all"],
+        "sparsity_bf16_eligible": _json_float(split_bf16["sparsity_eligible"]),
+        "sparsity_fp32_all": split_fp32["sparsity_all"],
+        "sparsity_fp32_eligible": _json_float(split_fp32["sparsity_eligible"]),
+        "predicted_sparsity_from_drift": _json_float(drift_pred),
+        "predicted_sparsity_from_drift_all": sparsity(m["predicted_changed"]),
+        "drift_prediction_misses": int(np.count_nonzero(p["predicted_changed"] != p["changed_bf16"])),
+        "predicted_sparsity_from_drift_distribution": _json_float(dist_pred),
+        "predicted_sparsity_from_regime": _json_float(regime_pred),
+        "predicted_sparsity_from_regime_measured_step": _json_float(regime_pred_measured),
+        "per_tensor": per_tensor,
+    }

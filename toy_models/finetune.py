@@ -1,16 +1,21 @@
-"""Fine-tuning a pretrained base by RL (GRPO family) or SFT, under a storage precision, with a matched stop.
+"""Fine-tuning a pretrained base by RL (GRPO family), SFT on demonstrations or on-policy SFT, under a
+storage precision, with a matched stop. A run is a pure function of its ``RunSpec``.
 
-One loop serves both regimes: per-step metrics to metrics.jsonl, held-out accuracy every
+The loop runs compiled segments (``toy_models.segment``: the steps between two evaluations as one
+``lax.scan``) and between them: per-step metrics to metrics.jsonl, held-out accuracy every
 ``eval_every`` steps, a stop when the mean held-out accuracy has gained ``target_gain`` over the base
 (or at ``max_steps``), parameter snapshots at chosen steps (exact for the storage mode), resumable
-checkpoints, and a NaN/Inf guard that names the step and keeps the last good checkpoint.
+checkpoints, a NaN/Inf guard that names the step and keeps the last good checkpoint, and at the end
+the regime numbers of the run (``theory.precision.regime_numbers``) in summary.json.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -18,18 +23,27 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from toy_models.adapters import AdapterConfig, init_adapter, principal_frames, validate_for_model
 from toy_models.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
 from toy_models.config import ConfigError, apply_overrides, check
+from toy_models.interventions import EditConfig, apply_edit, check_edit_fits
+from toy_models.masks import MaskConfig, build_masks, check_mask_fits, masks_tree
+from toy_models.optim import OptimSpec, init_opt_state
 from toy_models.pool import build_pool, build_probe
 from toy_models.pretrain import PRESETS as BASE_PRESETS, Base, BaseConfig, pretrain
-from toy_models.rl import RLConfig, rl_step
-from toy_models.runs import MetricsLog, Progress, read_metrics, run_dir, write_config
-from toy_models.sft import sft_step
-from toy_models.steps import heldout_accuracy
+from toy_models.progress import Progress
+from toy_models.rl import RLConfig
+from toy_models.runs import MetricsLog, read_metrics, run_dir, write_config
+from toy_models.segment import LOSS_KEY, TrainState, init_state, train_segment
+from toy_models.steps import StepData, StepStatics, heldout_accuracy, materialize
 from toy_models.storage import MODES, round_tree_bf16, stored_flat, stored_view
+from toy_models.tasks import TASKS
 from toy_models.transformer import flat_params, unflatten_params
+
+RL_LR = 1e-4  # the RL learning rate of every RL preset (rule: verify/profiles.py)
+SFT_LR = 1e-3  # the SFT learning rate of the sft preset
+METHODS = ("rl", "sft", "sft_onpolicy")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -38,29 +52,35 @@ class TrainingDiverged(FloatingPointError):
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    method: Literal["rl", "sft"] = "rl"
-    lr: float = 3e-4
+    method: Literal["rl", "sft", "sft_onpolicy"] = "rl"
+    lr: float = RL_LR
+    optimizer: Literal["adamw", "sgd"] = "adamw"
     b1: float = 0.9
     b2: float = 0.999
+    eps: float = 1e-8
     weight_decay: float = 0.0
-    batch_size: int = 64  # SFT demonstrations per step (RL: prompts_per_step x num_generations)
+    batch_size: int = 64  # SFT demonstrations per step (RL and on-policy SFT: prompts_per_step x num_generations)
     max_steps: int = 300
     target_gain: float | None = None  # stop when mean held-out accuracy gained this much over the base
     eval_every: int = 10
     eval_problems: int = 128  # per task
     probe_size: int = 64
     pool_per_task: int = 2048
+    tasks: tuple[str, ...] = ()  # tasks to train and evaluate on (empty: all of the base's tasks)
     precision: Literal["fp32", "bf16", "fp32_master"] = "bf16"
     snapshot_steps: tuple[int, ...] = ()
     checkpoint_every: int = 50
     devices: int = 1
     seed: int = 0
+    data_seed: int | None = None  # order of the training prompts (None: derived from seed)
 
     def __post_init__(self):
-        check(self.method in ("rl", "sft"), "train.method", f"must be 'rl' or 'sft', got {self.method!r}")
+        check(self.method in METHODS, "train.method", f"must be one of {list(METHODS)}, got {self.method!r}")
         check(self.lr > 0 and math.isfinite(self.lr), "train.lr", f"must be positive and finite, got {self.lr}")
+        check(self.optimizer in ("adamw", "sgd"), "train.optimizer", f"must be 'adamw' or 'sgd', got {self.optimizer!r}")
         check(0 <= self.b1 < 1, "train.b1", f"must lie in [0, 1), got {self.b1}")
         check(0 <= self.b2 < 1, "train.b2", f"must lie in [0, 1), got {self.b2}")
+        check(self.eps > 0, "train.eps", f"must be positive, got {self.eps}")
         check(self.weight_decay >= 0, "train.weight_decay", f"must be non-negative, got {self.weight_decay}")
         check(self.batch_size >= 1, "train.batch_size", f"must be positive, got {self.batch_size}")
         check(self.max_steps >= 1, "train.max_steps", f"must be positive, got {self.max_steps}")
@@ -69,69 +89,119 @@ class FinetuneConfig:
         check(self.eval_problems >= 1, "train.eval_problems", f"must be positive, got {self.eval_problems}")
         check(self.probe_size >= 1, "train.probe_size", f"must be positive, got {self.probe_size}")
         check(self.pool_per_task >= 1, "train.pool_per_task", f"must be positive, got {self.pool_per_task}")
+        for t in self.tasks:
+            check(t in TASKS, "train.tasks", f"names unknown task {t!r} (known: {', '.join(TASKS)})")
         check(self.precision in MODES, "train.precision", f"must be one of {list(MODES)}, got {self.precision!r}")
-        check(all(s >= 0 for s in self.snapshot_steps), "train.snapshot_steps", "must hold non-negative steps")
+        check(all(s >= 1 for s in self.snapshot_steps), "train.snapshot_steps", "must hold positive steps")
         check(self.checkpoint_every >= 1, "train.checkpoint_every", f"must be positive, got {self.checkpoint_every}")
         check(self.devices >= 1, "train.devices", f"must be positive, got {self.devices}")
 
+    def optim(self) -> OptimSpec:
+        """The static part of the optimizer (everything but the learning rate)."""
+        return OptimSpec(self.optimizer, self.b1, self.b2, self.eps, self.weight_decay)
+
 
 @dataclass(frozen=True)
-class RunConfig:
+class RunSpec:
+    """Everything that determines a fine-tuning run (its cache key, with the source hash): the base, the RL
+    options, the training options, and optionally a low-rank adapter, an update mask fixed from the base
+    weights, and a function-preserving edit of the base applied before fine-tuning."""
+
     base: BaseConfig = field(default_factory=BaseConfig)
     rl: RLConfig = field(default_factory=RLConfig)
     train: FinetuneConfig = field(default_factory=FinetuneConfig)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    edit: EditConfig = field(default_factory=EditConfig)
 
     def __post_init__(self):
+        validate_for_model(self.adapter, self.base.model)
+        check_mask_fits(self.mask, self.base.model)
+        check_edit_fits(self.edit, self.base.model)
+        check(self.adapter.kind == "none" or self.mask.kind == "none", "mask.kind",
+              "must be 'none' when an adapter is trained (the adapter already restricts the update)")
+        for t in self.train.tasks:
+            check(t in self.base.corpus.tasks, "train.tasks", f"names task {t!r}, which the base was not pretrained on")
         if self.train.devices > 1:
-            n = self.rl.prompts_per_step * self.rl.num_generations if self.train.method == "rl" else self.train.batch_size
-            check(n % self.train.devices == 0, "train.devices", f"must divide the batch of {n} sequences")
+            check(self.batch_sequences % self.train.devices == 0, "train.devices",
+                  f"must divide the batch of {self.batch_sequences} sequences")
+
+    @property
+    def batch_sequences(self) -> int:
+        """Sequences per step: prompts x generations for sampling methods, batch_size for SFT."""
+        return self.train.batch_size if self.train.method == "sft" else self.rl.prompts_per_step * self.rl.num_generations
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The tasks this run trains and is evaluated on."""
+        return self.train.tasks or self.base.corpus.tasks
+
+    def replace(self, **sections) -> "RunSpec":
+        """A copy with whole sections replaced, or fields changed by ``section__field=value``."""
+        direct = {k: v for k, v in sections.items() if "__" not in k}
+        spec = dataclasses.replace(self, **direct)
+        for key, value in sections.items():
+            if "__" in key:
+                section, name = key.split("__", 1)
+                spec = dataclasses.replace(spec, **{section: dataclasses.replace(getattr(spec, section), **{name: value})})
+        return spec
 
 
 FINETUNE_PRESETS: dict[str, tuple[RLConfig, FinetuneConfig]] = {
     "grpo_kl": (RLConfig(beta=0.04, kl_estimator="k3", epsilon=0.2, advantage_estimator="grpo", loss_agg="seq_mean"),
-                FinetuneConfig(method="rl", lr=1e-4, max_steps=600)),
+                FinetuneConfig(method="rl", lr=RL_LR, max_steps=600)),
     "dapo_clip": (RLConfig(beta=0.0, epsilon=0.2, epsilon_high=0.28, advantage_estimator="grpo",
                            loss_agg="global_token_mean", num_iterations=2),
-                  FinetuneConfig(method="rl", lr=1e-4, max_steps=600)),
+                  FinetuneConfig(method="rl", lr=RL_LR, max_steps=600)),
     "drgrpo": (RLConfig(beta=0.0, epsilon=0.2, advantage_estimator="drgrpo", loss_agg="fixed_len"),
-               FinetuneConfig(method="rl", lr=1e-4, max_steps=600)),
-    "sft": (RLConfig(), FinetuneConfig(method="sft", lr=1e-3, batch_size=64, max_steps=1500)),
+               FinetuneConfig(method="rl", lr=RL_LR, max_steps=600)),
+    "sft": (RLConfig(), FinetuneConfig(method="sft", lr=SFT_LR, batch_size=64, max_steps=1500)),
+    "sft_onpolicy": (RLConfig(), FinetuneConfig(method="sft_onpolicy", lr=SFT_LR, max_steps=1500)),
 }
 
 
-def run_preset(name: str, base_preset: str = "small", overrides: list[str] = ()) -> RunConfig:
-    """RunConfig of a fine-tuning preset on a base-model preset, with ``section.field=value`` overrides."""
+def run_preset(name: str, base_preset: str = "small", overrides: list[str] = ()) -> RunSpec:
+    """RunSpec of a fine-tuning preset on a base-model preset, with ``section.field=value`` overrides."""
     if name not in FINETUNE_PRESETS:
         raise ConfigError(f"Unknown preset {name!r}; known fine-tuning presets: {', '.join(FINETUNE_PRESETS)}.")
     if base_preset not in BASE_PRESETS:
         raise ConfigError(f"Unknown base preset {base_preset!r}; known: {', '.join(BASE_PRESETS)}.")
     rl, train = FINETUNE_PRESETS[name]
-    return apply_overrides(RunConfig(BASE_PRESETS[base_preset], rl, train), list(overrides))
+    return apply_overrides(RunSpec(BASE_PRESETS[base_preset], rl, train), list(overrides))
 
 
 @dataclass
 class RunResult:
     """A finished fine-tuning run: where it lives, its summary and its snapshot steps."""
 
-    cfg: RunConfig
+    spec: RunSpec
     directory: Path
     summary: dict
 
+    @property
+    def cfg(self) -> RunSpec:
+        """The run's spec (older name)."""
+        return self.spec
+
     def metrics(self) -> list[dict]:
+        """Every record of metrics.jsonl (one per step; evaluation steps carry heldout/*)."""
         return read_metrics(self.directory / "metrics.jsonl")
 
     def snapshot(self, step: int | str = "final", master: bool = False) -> dict[str, np.ndarray]:
         """Parameters at a snapshot step ('base' and 'final' included) in the released form of the mode
-        (bf16 export for fp32_master); ``master=True`` gives the fp32 master weights of fp32_master."""
+        (bf16 export for fp32_master); ``master=True`` gives what the file holds: the fp32 master weights
+        of fp32_master and fp32 runs, the bf16 weights of bf16 runs."""
         flat, _ = load_checkpoint(self.directory / "snapshots" / str(step))
-        return flat if master else stored_view(flat, self.cfg.train.precision)
+        return flat if master else stored_view(flat, self.spec.train.precision)
 
     def snapshot_steps(self) -> list[str]:
+        """Tags of the snapshots on disk."""
         return sorted(p.name for p in (self.directory / "snapshots").iterdir() if (p / "meta.json").exists())
 
-
-def _optimizer(t: FinetuneConfig):
-    return optax.adamw(t.lr, b1=t.b1, b2=t.b2, weight_decay=t.weight_decay)
+    @property
+    def regime(self) -> dict:
+        """The run's regime numbers (theory.precision.regime_numbers), recorded in summary.json."""
+        return self.summary.get("regime", {})
 
 
 def _sharding(devices: int):
@@ -143,135 +213,188 @@ def _sharding(devices: int):
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
 
 
-@jax.jit
-def _all_finite(tree):
-    """One device scalar: every parameter is finite (one transfer per step, not one per tensor)."""
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+def _save_resume(directory: Path, step: int, state: TrainState, meta: dict) -> None:
+    leaves = jax.tree.leaves(state)
+    flat = {f"s.{i}": np.asarray(x).astype(np.float32) if x.dtype == jnp.bool_ else np.asarray(x) for i, x in enumerate(leaves)}
+    save_checkpoint(directory / "checkpoint", flat, {"step": step, **meta})
 
 
-def _save_resume(directory: Path, step: int, params, opt_state, state: dict) -> None:
-    flat = flat_params(params)
-    flat.update({f"opt.{i}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(opt_state))})
-    save_checkpoint(directory / "checkpoint", flat, {"step": step, **state})
-
-
-def _load_resume(directory: Path, params_template, opt_template):
+def _load_resume(directory: Path, template: TrainState):
     ck = directory / "checkpoint"
     if not (ck / "meta.json").exists():
         return None
     flat, meta = load_checkpoint(ck)
-    params = unflatten_params(params_template, {k: v for k, v in flat.items() if not k.startswith("opt.")})
-    leaves, treedef = jax.tree.flatten(opt_template)
-    opt_state = jax.tree.unflatten(treedef, [jnp.asarray(flat[f"opt.{i}"], dtype=l.dtype) for i, l in enumerate(leaves)])
-    return meta["step"], params, opt_state, meta
+    leaves, treedef = jax.tree.flatten(template)
+    state = jax.tree.unflatten(treedef, [jnp.asarray(flat[f"s.{i}"]).astype(l.dtype) for i, l in enumerate(leaves)])
+    return meta["step"], state, meta
 
 
 def _save_snapshot(directory: Path, tag, params, mode: str) -> None:
     save_checkpoint(directory / "snapshots" / str(tag), stored_flat(flat_params(params), mode), {"precision": mode, "step": tag})
 
 
-def finetune(cfg: RunConfig, *, base: Base | None = None, quiet: bool = False, force: bool = False,
+def segment_ends(t: FinetuneConfig) -> list[int]:
+    """Steps at which a compiled segment ends: every evaluation, snapshot and checkpoint step, and the last."""
+    ends = set(range(t.eval_every, t.max_steps + 1, t.eval_every)) | {t.max_steps}
+    ends |= {s for s in t.snapshot_steps if s <= t.max_steps}
+    ends |= set(range(t.checkpoint_every, t.max_steps + 1, t.checkpoint_every))
+    return sorted(ends)
+
+
+class _Setup:
+    """The device-resident pieces of a run: statics, data, evaluation set and the starting state."""
+
+    def __init__(self, spec: RunSpec, base: Base):
+        t, mcfg = spec.train, spec.base.model
+        P, C = base.prompt_len, base.completion_len
+        tasks, size = spec.tasks, spec.base.corpus.size
+        base_params = base.params
+        if spec.edit.kind != "none":  # the function-preserving edit acts on the pretrained base, before rounding
+            edited, self.edit_record = apply_edit(flat_params(base.params), spec.edit, mcfg.n_heads)
+            base_params = unflatten_params(base.params, edited)
+        self.ref_params = round_tree_bf16(base_params)  # the released bf16 base: W0 of every mode
+        pool = build_pool(tasks, size, t.pool_per_task, P, C, t.seed)
+        self.heldout = build_pool(tasks, size, t.eval_problems, P, C, t.seed, heldout=True)
+        probe = build_probe(base.graphdef, mcfg, self.ref_params, self.heldout, t.probe_size, P, C, t.seed)
+        adapter = spec.adapter if spec.adapter.kind != "none" else None
+        self.statics = StepStatics(base.graphdef, mcfg, t.method, spec.rl, t.optim(), t.precision, P, C, t.batch_size,
+                                   _sharding(t.devices), adapter)
+        mask = None
+        if spec.mask.kind != "none":
+            mask = masks_tree(self.ref_params, build_masks(flat_params(self.ref_params), spec.mask))
+        if adapter is None:
+            frozen, frames, trainable = None, None, self.ref_params
+        else:
+            frozen, trainable = init_adapter(self.ref_params, adapter, jax.random.key(t.seed + 23),
+                                             bf16_factors=t.precision == "bf16")
+            frames = principal_frames(frozen, adapter)
+        self.data = StepData(pool, probe, self.ref_params, mask, frozen, frames)
+        self.state0 = init_state(trainable, init_opt_state(t.optim(), trainable), self.ref_params)
+        self.tasks = tasks
+        self.eval_key = jax.random.key(t.seed + 11)
+        self.run_key = jax.random.key(t.seed)
+        self.data_key = jax.random.fold_in(jax.random.key(t.seed if t.data_seed is None else t.data_seed), 7)
+
+    def params(self, state: TrainState):
+        """Full parameters of a state (the adapter merged in, for adapter runs)."""
+        return materialize(self.statics, state.trainable, self.data)
+
+    def evaluate(self, params) -> dict[str, float]:
+        """Held-out pass rate per task."""
+        st, h = self.statics, self.heldout
+        acc = heldout_accuracy(st.graphdef, st.mcfg, st.completion_len, len(self.tasks), params, h.prompts_NP,
+                               h.answers_NA, h.task_N, self.eval_key)
+        return {name: float(a) for name, a in zip(self.tasks, np.asarray(acc))}
+
+
+def _regime(setup: _Setup, state: TrainState, params, spec: RunSpec, steps: int) -> dict:
+    from theory.precision import regime_numbers
+
+    fl = lambda tree: {k: np.asarray(v) for k, v in flat_params(tree).items()}  # noqa: E731
+    return regime_numbers(fl(setup.ref_params), fl(params), fl(state.change_sum), fl(state.abs_change_sum),
+                          fl(state.grad_seen), spec.train.lr, max(steps, 1))
+
+
+def finetune(spec: RunSpec, *, base: Base | None = None, quiet: bool = False, force: bool = False,
              stop_after: int | None = None) -> RunResult:
-    """Run (or load the cached) fine-tuning ``cfg``. ``stop_after`` interrupts after that step (tests resume)."""
-    directory = run_dir(cfg.train.method, cfg)
+    """Run (or load the cached) fine-tuning ``spec``. ``stop_after`` interrupts after that step (tests resume)."""
+    directory = run_dir(spec.train.method, spec)
     if not force and (directory / "summary.json").exists():
-        return RunResult(cfg, directory, json.loads((directory / "summary.json").read_text()))
+        return RunResult(spec, directory, json.loads((directory / "summary.json").read_text()))
     if force and directory.exists():
         shutil.rmtree(directory)
-    base = base or pretrain(cfg.base, quiet=quiet)
-    t, rl, mcfg = cfg.train, cfg.rl, cfg.base.model
-    P, C = base.prompt_len, base.completion_len
-    tasks = cfg.base.corpus.tasks
-    graphdef = base.graphdef
-    ref_params = round_tree_bf16(base.params)  # the released bf16 base: W0 of every mode
-    pool = build_pool(tasks, cfg.base.corpus.size, t.pool_per_task, P, C, t.seed)
-    heldout = build_pool(tasks, cfg.base.corpus.size, t.eval_problems, P, C, t.seed, heldout=True)
-    probe = build_probe(graphdef, mcfg, ref_params, heldout, t.probe_size, P, C, t.seed)
-    opt = _optimizer(t)
-    sharding = _sharding(t.devices)
-    eval_key = jax.random.key(t.seed + 11)
-    run_key = jax.random.key(t.seed)
-
-    def evaluate(params):
-        acc = heldout_accuracy(graphdef, mcfg, C, len(tasks), params, heldout.prompts_NP, heldout.answers_NA,
-                               heldout.task_N, eval_key)
-        return {name: float(a) for name, a in zip(tasks, np.asarray(acc))}
-
-    params, opt_state, step = ref_params, opt.init(ref_params), 0
-    resumed = None if force else _load_resume(directory, ref_params, opt_state)
+    t0 = time.time()
+    base = base or pretrain(spec.base, quiet=quiet)
+    t = spec.train
+    setup = _Setup(spec, base)
+    state, step = setup.state0, 0
+    resumed = None if force else _load_resume(directory, state)
     if resumed is not None:
-        step, params, opt_state, state = resumed
-        base_acc = state["base_acc"]
+        step, state, meta = resumed
+        base_acc = meta["base_acc"]
         log = MetricsLog(directory / "metrics.jsonl", truncate_after_step=step)
     else:
-        write_config(directory, cfg)
+        write_config(directory, spec)
         log = MetricsLog(directory / "metrics.jsonl")
-        base_acc = evaluate(ref_params)
-        _save_snapshot(directory, "base", ref_params, t.precision)
+        base_acc = setup.evaluate(setup.ref_params)
+        _save_snapshot(directory, "base", setup.ref_params, t.precision)
         log.write({"step": 0, **{f"heldout/{k}": v for k, v in base_acc.items()}, "heldout/mean": float(np.mean(list(base_acc.values())))})
     base_mean = float(np.mean(list(base_acc.values())))
 
-    progress = Progress(f"{t.method}[{t.precision}]", t.max_steps, quiet)
-    reason, last_eval = "max_steps", None
-    while step < t.max_steps:
-        key = jax.random.fold_in(run_key, step)
-        if t.method == "rl":
-            new_params, new_opt, m = rl_step(graphdef, mcfg, rl, opt, t.precision, P, C, sharding,
-                                             params, opt_state, ref_params, pool, probe, key)
-        else:
-            new_params, new_opt, m = sft_step(graphdef, opt, t.precision, P, t.batch_size, sharding,
-                                              params, opt_state, pool, probe, key)
-        m, finite = jax.device_get((m, _all_finite(new_params)))  # one transfer for all step metrics
-        m = {k: float(v) for k, v in m.items()}
-        loss_key = "loss/policy" if t.method == "rl" else "loss/ce"
-        if not math.isfinite(m[loss_key]) or not bool(finite):
+    progress = Progress(f"{t.method}[{t.precision}] seed {t.seed}", t.max_steps, quiet)
+    reason, last_eval, last = "max_steps", None, {}
+    loss_key = LOSS_KEY[t.method]
+    ends = segment_ends(t)
+    length = max(b - a for a, b in zip([0] + ends, ends))
+    for end in (e for e in ends if e > step):
+        state, metrics, finite = train_segment(setup.statics, state, setup.data, jnp.float32(t.lr), setup.run_key,
+                                               setup.data_key, jnp.int32(step), jnp.int32(end - step), length)
+        metrics, finite = jax.device_get((metrics, finite))  # one transfer per segment
+        finite = finite[: end - step]
+        records = [{"step": step + i + 1, **{k: float(v[i]) for k, v in metrics.items()}} for i in range(end - step)]
+        if not finite.all():
+            bad = int(np.argmin(finite))
+            for r in records[:bad]:
+                log.write(r)
+            _save_resume(directory, step + bad, state, {"base_acc": base_acc})
             progress.close()
             raise TrainingDiverged(
-                f"Training hit NaN/Inf at step {step + 1} (loss {m[loss_key]}); the last good checkpoint is in {directory / 'checkpoint'}.")
-        params, opt_state, step = new_params, new_opt, step + 1
-        record = {"step": step, **m}
+                f"Training hit NaN/Inf at step {step + bad + 1} (loss {records[bad][loss_key]}); the last good checkpoint "
+                f"(step {step + bad}) is in {directory / 'checkpoint'}.")
+        step, last = end, records[-1]
+        params = setup.params(state)
         if step % t.eval_every == 0 or step == t.max_steps:
-            acc = evaluate(params)
+            acc = setup.evaluate(params)
             last_eval = float(np.mean(list(acc.values())))
-            record.update({f"heldout/{k}": v for k, v in acc.items()}, **{"heldout/mean": last_eval, "heldout/gain": last_eval - base_mean})
-        log.write(record)
+            last.update({f"heldout/{k}": v for k, v in acc.items()}, **{"heldout/mean": last_eval, "heldout/gain": last_eval - base_mean})
+        for r in records:
+            log.write(r)
         if step in t.snapshot_steps:
             _save_snapshot(directory, step, params, t.precision)
-        progress.update(step, loss=m[loss_key], reward=m.get("reward/mean", float("nan")),
-                        kl=m["kl/to_base_exact"], acc=last_eval if last_eval is not None else float("nan"))
+        progress.update(step, reward=last.get("reward/mean", float("nan")), kl=last["kl/to_base_exact"],
+                        acc=last_eval if last_eval is not None else float("nan"))
         if t.target_gain is not None and last_eval is not None and step % t.eval_every == 0 and last_eval - base_mean >= t.target_gain:
             reason = "target_gain"
             break
         if step % t.checkpoint_every == 0:
-            _save_resume(directory, step, params, opt_state, {"base_acc": base_acc})
+            _save_resume(directory, step, state, {"base_acc": base_acc})
         if stop_after is not None and step >= stop_after:
             progress.close()
-            return RunResult(cfg, directory, {"interrupted_at": step})
+            return RunResult(spec, directory, {"interrupted_at": step})
     progress.close()
-    final_acc = evaluate(params)
+    params = setup.params(state)
+    final_acc = setup.evaluate(params)
     _save_snapshot(directory, "final", params, t.precision)
+    final_mean = float(np.mean(list(final_acc.values())))
     summary = {
         "stopped_at": step, "reason": reason, "base_acc": base_acc, "final_acc": final_acc,
-        "base_mean": base_mean, "final_mean": float(np.mean(list(final_acc.values()))),
-        "gain": float(np.mean(list(final_acc.values()))) - base_mean,
-        "kl_to_base_final": m["kl/to_base_exact"] if step else 0.0,
+        "base_mean": base_mean, "final_mean": final_mean, "gain": final_mean - base_mean,
+        "kl_to_base_final": last.get("kl/to_base_exact", 0.0),
+        "regime": _regime(setup, state, params, spec, step),
+        "seconds": round(time.time() - t0, 2),
     }
     atomic_write_json(directory / "summary.json", summary)
-    return RunResult(cfg, directory, summary)
+    return RunResult(spec, directory, summary)
 
 
 def run_cli(command: str, preset_name: str, overrides: list[str], *, base_preset: str, quiet: bool, force: bool) -> int:
-    """`python -m toy_models rl|sft`: run and print where it stopped, accuracy and KL to the base."""
-    cfg = run_preset(preset_name, base_preset, overrides)
-    if cfg.train.method != command:
-        raise ConfigError(f"Preset {preset_name!r} is a {cfg.train.method} preset; use `python -m toy_models {cfg.train.method}`.")
-    res = finetune(cfg, quiet=quiet, force=force)
+    """`python -m toy_models rl|sft`: run and print where it stopped, accuracy, KL to the base and the regime."""
+    spec = run_preset(preset_name, base_preset, overrides)
+    if not spec.train.method.startswith(command):
+        raise ConfigError(f"Preset {preset_name!r} is a {spec.train.method} preset; use `python -m toy_models "
+                          f"{spec.train.method.split('_')[0]}`.")
+    res = finetune(spec, quiet=quiet, force=force)
     s = res.summary
     print(f"run: {res.directory}")
-    print(f"stopped at step {s['stopped_at']} ({s['reason']}); precision {cfg.train.precision}")
+    print(f"stopped at step {s['stopped_at']} ({s['reason']}); precision {spec.train.precision}")
     print(f"{'task':6s} {'base':>7s} {'final':>7s}")
     for task in s["base_acc"]:
         print(f"{task:6s} {100 * s['base_acc'][task]:6.1f}% {100 * s['final_acc'][task]:6.1f}%")
     print(f"mean held-out accuracy {100 * s['base_mean']:.1f}% -> {100 * s['final_mean']:.1f}% "
           f"(gain {100 * s['gain']:+.1f} points); exact KL(pi || base) on the probe {s['kl_to_base_final']:.4f} nats/token")
+    r = res.regime
+    if r:
+        print(f"regime: step ratio {r['step_ratio']:.3g}, drift ratio {r['drift_ratio']:.3g}, walk ratio {r['walk_ratio']:.3g}, "
+              f"sign consistency {r['sign_consistency']:.3g}; bf16 sparsity {r['sparsity_bf16_all']:.3f} "
+              f"(over parameters that received a gradient {r['sparsity_bf16_eligible']:.3f})")
     return 0

@@ -21,7 +21,8 @@ from toy_models.checkpoint import load_checkpoint, save_checkpoint
 from toy_models.config import ConfigError, check, to_dict
 from toy_models.evaluate import heldout_problems, pass_rates
 from toy_models.lm import ce_steps, completion_loss_mask
-from toy_models.runs import MetricsLog, Progress, run_dir, write_config
+from toy_models.progress import Progress
+from toy_models.runs import MetricsLog, run_dir, write_config
 from toy_models.tasks import TASKS, encode_completion, encode_prompt, get_task, layout_lengths
 from toy_models.transformer import ModelConfig, flat_params, init_params, unflatten_params, weight_matrices
 

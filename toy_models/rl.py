@@ -9,7 +9,6 @@ per sampled batch), ``kl_estimator`` k1/k2/k3, ``advantage_estimator`` grpo/drgr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
 from typing import Literal
 
 import jax
@@ -20,7 +19,8 @@ from toy_models.config import check
 from toy_models.metrics import completion_logp, entropy_token_mean, exact_kl_token_mean, masked_mean
 from toy_models.reward import verify_tokens
 from toy_models.sampling import sample
-from toy_models.steps import Pool, Probe, change_metrics, constrain, probe_metrics, update
+from toy_models.optim import apply_update
+from toy_models.steps import StepData, StepOut, StepStatics, constrain, finish_step, materialize
 
 LOG_RATIO_CLAMP = 20.0
 
@@ -138,53 +138,82 @@ def shaped_rewards(rewards_B, logp_old_BT, logp_ref_BT, mask_BT, rl: RLConfig):
     return rewards_B
 
 
-@partial(jax.jit, static_argnames=("graphdef", "mcfg", "rl", "opt", "mode", "prompt_len", "completion_len", "sharding"))
-def rl_step(graphdef, mcfg, rl: RLConfig, opt, mode: str, prompt_len: int, completion_len: int, sharding,
-            params, opt_state, ref_params, pool: Pool, probe: Probe, key):
-    """One GRPO-family step: sample G completions per prompt, verify, advantages, num_iterations updates."""
+@jax.tree_util.register_dataclass
+@dataclass
+class Rollout:
+    """One group-sampled batch: prompt+completion tokens, completion mask, 0/1 rewards, the policy's and the
+    reference's full log-softmax at the completion positions."""
+
+    tokens_BL: jnp.ndarray
+    comp_BC: jnp.ndarray
+    mask_BC: jnp.ndarray
+    reward_B: jnp.ndarray
+    logp_old_BCV: jnp.ndarray
+    logp_ref_BCV: jnp.ndarray
+
+
+def rollout(st: StepStatics, params, data: StepData, idx_key, sample_key, with_ref: bool = True) -> Rollout:
+    """Draw ``prompts_per_step`` prompts (``idx_key``: the data order), sample ``num_generations`` completions
+    each (``sample_key``), verify them, and score them under the policy (and the reference)."""
+    rl, pool = st.rl, data.pool
     G = rl.num_generations
-    k_idx, k_sample = jax.random.split(key)
-    idx = jax.random.randint(k_idx, (rl.prompts_per_step,), 0, pool.prompts_NP.shape[0])
-    prompts = constrain(jnp.repeat(pool.prompts_NP[idx], G, axis=0), sharding)
+    idx = jax.random.randint(idx_key, (rl.prompts_per_step,), 0, pool.prompts_NP.shape[0])
+    prompts = constrain(jnp.repeat(pool.prompts_NP[idx], G, axis=0), st.sharding)
     answers = jnp.repeat(pool.answers_NA[idx], G, axis=0)
-    comp, _, mask = sample(graphdef, params, prompts, k_sample, cfg=mcfg, completion_len=completion_len,
+    comp, _, mask = sample(st.graphdef, params, prompts, sample_key, cfg=st.mcfg, completion_len=st.completion_len,
                            temperature=rl.temperature)
-    tokens = constrain(jnp.concatenate([prompts, comp], axis=1), sharding)
+    tokens = constrain(jnp.concatenate([prompts, comp], axis=1), st.sharding)
     reward = verify_tokens(comp, answers)
-    logp_old_full = completion_logp(graphdef, params, tokens, prompt_len)
-    logp_ref_full = completion_logp(graphdef, ref_params, tokens, prompt_len)
-    take = lambda lp: jnp.take_along_axis(lp, comp[..., None], axis=-1)[..., 0]
-    lp_old, lp_ref = take(logp_old_full), take(logp_ref_full)
-    adv = advantages(shaped_rewards(reward, lp_old, lp_ref, mask, rl).reshape(-1, G), rl.advantage_estimator).reshape(-1)
+    logp_old = completion_logp(st.graphdef, params, tokens, st.prompt_len)
+    logp_ref = completion_logp(st.graphdef, data.ref_params, tokens, st.prompt_len) if with_ref else logp_old
+    return Rollout(tokens, comp, mask, reward, logp_old, logp_ref)
 
-    def loss_fn(p):
-        lp_new = take(completion_logp(graphdef, p, tokens, prompt_len))
-        return policy_loss(lp_new, lp_old, lp_ref, adv, mask, rl)
 
-    params_old, new, stats = params, params, {}
+def _take(logp_BCV, comp_BC):
+    return jnp.take_along_axis(logp_BCV, comp_BC[..., None], axis=-1)[..., 0]
+
+
+def rl_step(st: StepStatics, trainable, opt_state, data: StepData, keys, lr, probe_lp_old) -> StepOut:
+    """One GRPO-family step: sample G completions per prompt, verify, advantages, num_iterations updates.
+
+    ``keys`` = (data-order key, sampling key) of this step; ``lr`` is traced (one compile for every lr)."""
+    rl = st.rl
+    G = rl.num_generations
+    params = materialize(st, trainable, data)
+    ro = rollout(st, params, data, *keys)
+    lp_old, lp_ref = _take(ro.logp_old_BCV, ro.comp_BC), _take(ro.logp_ref_BCV, ro.comp_BC)
+    shaped = shaped_rewards(ro.reward_B, lp_old, lp_ref, ro.mask_BC, rl)
+    adv = advantages(shaped.reshape(-1, G), rl.advantage_estimator).reshape(-1)
+
+    def loss_fn(tr):
+        lp_new = _take(completion_logp(st.graphdef, materialize(st, tr, data), ro.tokens_BL, st.prompt_len), ro.comp_BC)
+        return policy_loss(lp_new, lp_old, lp_ref, adv, ro.mask_BC, rl)
+
+    new, stats, change, grads_sum = trainable, {}, None, None
     for _ in range(rl.num_iterations):
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(new)
-        new, opt_state = update(opt, mode, new, opt_state, grads)
+        new, opt_state, step_change = apply_update(st.optim, st.mode, lr, new, opt_state, grads, data.mask)
+        change = step_change if change is None else jax.tree.map(jnp.add, change, step_change)
+        grads_sum = grads if grads_sum is None else jax.tree.map(jnp.add, grads_sum, grads)
 
-    p_correct = reward.reshape(-1, G).mean(axis=1)
-    lengths = mask.sum(axis=1)
+    p_correct = ro.reward_B.reshape(-1, G).mean(axis=1)
+    lengths = ro.mask_BC.sum(axis=1)
     metrics = {
         "loss/policy": loss,
-        "reward/mean": reward.mean(),
+        "reward/mean": ro.reward_B.mean(),
         "reward/group_solved_frac": jnp.mean((p_correct > 0) & (p_correct < 1)),
         "len/mean": lengths.mean(),
-        "entropy/token_mean": entropy_token_mean(logp_old_full, mask),
-        "kl/to_ref_exact": exact_kl_token_mean(logp_old_full, logp_ref_full, mask),
-        "kl/to_ref_k1": masked_mean(kl_estimate(lp_old, lp_ref, "k1"), mask),
-        "kl/to_ref_k2": masked_mean(kl_estimate(lp_old, lp_ref, "k2"), mask),
-        "kl/to_ref_k3": masked_mean(kl_estimate(lp_old, lp_ref, "k3"), mask),
+        "entropy/token_mean": entropy_token_mean(ro.logp_old_BCV, ro.mask_BC),
+        "kl/to_ref_exact": exact_kl_token_mean(ro.logp_old_BCV, ro.logp_ref_BCV, ro.mask_BC),
+        "kl/to_ref_k1": masked_mean(kl_estimate(lp_old, lp_ref, "k1"), ro.mask_BC),
+        "kl/to_ref_k2": masked_mean(kl_estimate(lp_old, lp_ref, "k2"), ro.mask_BC),
+        "kl/to_ref_k3": masked_mean(kl_estimate(lp_old, lp_ref, "k3"), ro.mask_BC),
         "kl/tilted_bound_seq": _tilted_bound(p_correct, rl.beta),
         "kl/clip_bound_seq": lengths.mean() * jnp.maximum(-jnp.log1p(-rl.epsilon), jnp.log1p(rl.eps_high)),
         **stats,
-        **change_metrics(graphdef, params_old, new, grads, tokens, mask, prompt_len),
-        **probe_metrics(graphdef, params_old, new, probe, prompt_len),
     }
-    return new, opt_state, metrics
+    return finish_step(st, data, params, new, opt_state, change, grads_sum, ro.logp_old_BCV, ro.tokens_BL, ro.mask_BC,
+                       probe_lp_old, metrics)
 
 
 def _tilted_bound(p_correct_P, beta: float):

@@ -1,11 +1,12 @@
-"""Run directories: resolved config, metrics.jsonl, checkpoints, a one-line progress display."""
+"""Run directories: where a run lives (keyed by its config and the hash of the code that produces it),
+its resolved config and its metrics.jsonl."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import sys
-import time
+from functools import lru_cache
 from pathlib import Path
 
 from toy_models.checkpoint import atomic_write_json, library_versions
@@ -17,12 +18,26 @@ def runs_root() -> Path:
     return Path(os.environ.get("THREEGATE_RUNS", "runs")).resolve()
 
 
-CACHE_VERSION = 1  # bump when a code change alters what a cached run would contain
+SOURCE_PACKAGES = ("theory", "toy_models")  # the code a run is a function of
+
+
+@lru_cache(maxsize=1)
+def source_hash() -> str:
+    """Short hash of every .py file of the packages that produce a run (path and content, sorted).
+
+    It is part of every run's cache key, so a code change can never silently reuse a stale run."""
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for pkg in SOURCE_PACKAGES:
+        for path in sorted((root / pkg).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:10]
 
 
 def run_dir(kind: str, cfg) -> Path:
-    """The cache directory of a run: <root>/<kind>-<hash of config and CACHE_VERSION>."""
-    return runs_root() / f"{kind}-v{CACHE_VERSION}-{config_hash(cfg)}"
+    """The cache directory of a run: <root>/<kind>-<source hash>-<hash of the config>."""
+    return runs_root() / f"{kind}-{source_hash()}-{config_hash(cfg)}"
 
 
 def write_config(directory: Path, cfg, extra: dict | None = None) -> None:
@@ -51,28 +66,3 @@ def read_metrics(path: Path) -> list[dict]:
     """All records of a metrics.jsonl file."""
     path = Path(path)
     return [json.loads(l) for l in path.read_text().splitlines() if l] if path.exists() else []
-
-
-class Progress:
-    """One status line rewritten in place on a terminal, or plain lines when not a terminal."""
-
-    def __init__(self, label: str, total: int, quiet: bool = False):
-        self.label, self.total, self.quiet = label, total, quiet
-        self.t0 = time.time()
-        self.tty = sys.stderr.isatty()
-
-    def update(self, step: int, **fields) -> None:
-        if self.quiet:
-            return
-        rate = step / max(time.time() - self.t0, 1e-9)
-        parts = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
-        line = f"{self.label} step {step}/{self.total} {parts} ({rate:.1f} step/s)"
-        if self.tty:
-            sys.stderr.write("\r" + line[:160].ljust(160))
-        else:
-            sys.stderr.write(line + "\n")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.tty and not self.quiet:
-            sys.stderr.write("\n")

@@ -1,4 +1,4 @@
-"""Run claims for `python -m verify all|CLAIM_ID|list` and write the report."""
+"""`python -m verify all|CLAIM_ID|plan|list`: gather the plan, execute what is missing, decide, report."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ import traceback
 from pathlib import Path
 
 from toy_models.config import ConfigError
+from verify.execute import execute
+from verify.finish import finish
+from verify.plan import build_plan
 from verify.profiles import get_profile
 from verify.registry import INCONCLUSIVE, Verdict, load_all
 from verify.report import line, write_report
@@ -20,47 +23,88 @@ def enable_compilation_cache() -> None:
     import jax
 
     path = os.environ.get("THREEGATE_JAX_CACHE", os.path.abspath(".cache/jax"))
+    os.environ.setdefault("THREEGATE_JAX_CACHE", path)  # worker processes use the same cache
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def run_claims(target: str, profile_name: str, out: str | None, *, quiet: bool = False) -> int:
-    """Run one claim or all of them on a profile; print a line per claim; write the report."""
+def choose(target: str):
+    """The claims a target names: 'all', one claim id, or a comma-separated list of ids."""
     claims = load_all()
-    if target == "list":
-        for c in claims.values():
-            print(f"{c.id:28s} {', '.join(c.paper_claims):10s} {c.title}")
-        return 0
-    try:
-        profile = get_profile(profile_name)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if target != "all" and target not in claims:
-        print(f"error: unknown claim {target!r}; `python -m verify list` shows the ids.", file=sys.stderr)
-        return 2
-    enable_compilation_cache()
-    chosen = list(claims.values()) if target == "all" else [claims[target]]
-    ctx = Context(profile, Path(out or f"reports/{profile_name}").resolve(), quiet=quiet)
-    t0 = time.time()
-    base = ctx.base()
-    print(f"base model ready ({base.directory.name}); pass rates "
-          + ", ".join(f"{k} {100 * v:.0f}%" for k, v in base.pass_rates.items()), file=sys.stderr)
+    if target == "all":
+        return list(claims.values())
+    ids = [t.strip() for t in target.split(",") if t.strip()]
+    unknown = [i for i in ids if i not in claims]
+    if unknown or not ids:
+        raise ConfigError(f"Unknown claim {unknown[0] if unknown else target!r}; `python -m verify list` shows the ids.")
+    return [claims[i] for i in ids]
+
+
+def decide(chosen, ctx_factory) -> list[tuple]:
+    """Run every chosen claim's measurement on finished runs and finish it into a Verdict."""
     results = []
     for c in chosen:
+        ctx = ctx_factory(c.id)
         t = time.time()
         try:
-            v = c.run(ctx)
+            v = finish(c, c.measure(ctx), ctx)
         except Exception as e:  # a crashed check is reported, not hidden, and the others still run
             traceback.print_exc()
             v = Verdict(c.id, INCONCLUSIVE, f"check failed: {type(e).__name__}: {e}")
-        results.append((c, v))
-        print(f"[{time.time() - t:6.1f} s] " + line(c, v), file=sys.stderr if quiet else sys.stdout)
+        results.append((c, v, time.time() - t))
+    return results
+
+
+def check(target: str, profile_name: str = "tiny", out: str | None = None, *, workers: int = 1,
+          quiet: bool = True) -> dict[str, Verdict]:
+    """For notebooks and scripts: plan, execute and decide ``target`` (ids or 'all'); {claim id: Verdict}.
+    Figures are written under ``out`` (default reports/notebook-<profile>)."""
+    enable_compilation_cache()
+    profile = get_profile(profile_name)
+    chosen = choose(target)
+    execute(build_plan(chosen, profile), workers=workers, quiet=quiet)
+    out_dir = Path(out or f"reports/notebook-{profile_name}").resolve()
+    memo: dict = {}
+    return {c.id: v for c, v, _ in decide(chosen, lambda cid: Context(profile, out_dir, claim_id=cid, _memo=memo))}
+
+
+def run_claims(target: str, profile_name: str, out: str | None, *, quiet: bool = False, workers: int = 1,
+               executor: str = "local", address: str | None = None) -> int:
+    """Plan, execute and decide one claim, a list or all of them on a profile; print a line each; write the report."""
+    claims = load_all()
+    if target == "list":
+        for c in claims.values():
+            print(f"{c.id:28s} {', '.join(c.paper_claims):12s} {c.title}")
+        return 0
+    try:
+        profile = get_profile(profile_name)
+        chosen = choose(target if target != "plan" else "all")
+        plan = build_plan(chosen, profile)
+        if target == "plan":
+            print(plan.render())
+            return 0
+        enable_compilation_cache()
+        t0 = time.time()
+        missing = len(plan.missing_runs()) + len(plan.missing_bases())
+        if not quiet:
+            print(f"plan: {len(plan.runs)} runs, {missing} to execute ({executor}, {workers} worker"
+                  f"{'s' if workers > 1 else ''})", file=sys.stderr)
+        execute(plan, workers=workers, executor=executor, address=address, quiet=quiet)
+        t_exec = time.time() - t0
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out_dir = Path(out or f"reports/{profile_name}").resolve()
+    memo: dict = {}
+    results = decide(chosen, lambda cid: Context(profile, out_dir, quiet=True, claim_id=cid, _memo=memo))
+    base = Context(profile, out_dir, _memo=memo).base()
     meta = {"seeds": list(profile.seeds), "base_dir": str(base.directory), "base_pass_rates": base.pass_rates,
-            "seconds": round(time.time() - t0, 1)}
-    md = write_report(ctx.out_dir, profile.name, results, meta)
+            "seconds": round(time.time() - t0, 1), "seconds_training": round(t_exec, 1),
+            "runs": len(plan.runs), "runs_executed": missing, "workers": workers, "executor": executor}
+    md = write_report(out_dir, profile.name, [(c, v) for c, v, _ in results], meta)
     print("")
-    for c, v in results:
-        print(line(c, v))
-    print(f"\nreport: {md} ({time.time() - t0:.0f} s)")
+    for c, v, sec in results:
+        print(f"[{sec:6.1f} s] " + line(c, v) if not quiet else line(c, v))
+    if not quiet:
+        print(f"\nreport: {md} ({time.time() - t0:.0f} s; training {t_exec:.0f} s)")
     return 0

@@ -1,26 +1,37 @@
-"""Verification profiles: how big the base model is, how many seeds, how long each run may train.
+"""Verification profiles: how big the base model is, how many seeds, how long each run may train, and the
+typed ``RunSpec`` of every run a claim asks for.
 
-Learning rates follow two rules fixed before any verdict was read:
-- RL: the largest of {1e-5, 3e-5, 1e-4, 3e-4, 1e-3} below half the bf16 ULP of the median base weight
-  (|w| ~ 0.1 here, ULP/2 ~ 2e-4), so that one Adam step is sub-ULP for most weights, the regime the
-  paper describes (its runs: AdamW at 1e-6 on weights of about 1e-2). That gives 1e-4.
-- SFT: the smallest of the same grid that reaches the target gain within the step cap on the tiny
-  base (3e-4 did not within 800 steps; 1e-3 did in about 440). SFT must first learn the unseen
-  scratchpad format, so it needs larger steps than RL.
+Learning rates follow rules fixed before any verdict was read:
+- RL (``quick``, ``full``): the largest of {1e-5, 3e-5, 1e-4, 3e-4, 1e-3} below half the bf16 ULP of the
+  median base weight (|w| ~ 0.1 here, ULP/2 ~ 2e-4), so that one Adam step is sub-ULP for most weights,
+  the regime the paper describes (its runs: AdamW at 1e-6 on weights of about 1e-2). That gives 1e-4
+  (``toy_models.finetune.RL_LR``).
+- SFT: the smallest of the same grid that reaches the target gain within the step cap on the tiny base
+  (3e-4 did not within 800 steps; 1e-3 did in about 440): ``toy_models.finetune.SFT_LR``. SFT must first
+  learn the unseen scratchpad format, so it needs larger steps than RL.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import dataclass, field
 
 from toy_models.config import ConfigError
+from toy_models.finetune import FINETUNE_PRESETS, RL_LR, SFT_LR, RunSpec
+from toy_models.pretrain import PRESETS as BASE_PRESETS, BaseConfig
+
+
+def base_config(preset: str, *, corpus: dict | None = None, train: dict | None = None, model: dict | None = None) -> BaseConfig:
+    """A base-model preset with typed field changes per section."""
+    b = BASE_PRESETS[preset]
+    return BaseConfig(dataclasses.replace(b.model, **(model or {})), dataclasses.replace(b.corpus, **(corpus or {})),
+                      dataclasses.replace(b.train, **(train or {})))
 
 
 @dataclass(frozen=True)
 class Profile:
     name: str
-    base_preset: str
-    base_overrides: tuple[str, ...]
+    base: BaseConfig
     seeds: tuple[int, ...]
     rl_lr: float
     sft_lr: float
@@ -37,31 +48,64 @@ class Profile:
     sweep_steps: int
     control_lr: float  # a learning rate far above the leash, for the Gate I controls
     control_steps: int
+    description: str = ""
+    extra: dict = field(default_factory=dict, hash=False, compare=False)  # knobs of individual claims
 
-    def finetune_overrides(self) -> list[str]:
-        """Overrides shared by every fine-tuning run of this profile."""
-        return [
-            f"train.eval_every={self.eval_every}", f"train.eval_problems={self.eval_problems}",
-            f"train.probe_size={self.probe_size}", f"train.pool_per_task={self.pool_per_task}",
-            f"rl.prompts_per_step={self.prompts_per_step}", f"rl.num_generations={self.num_generations}",
-            f"train.checkpoint_every={max(self.max_steps, self.sft_max_steps)}",
-        ] + [f"base.{o}" for o in self.base_overrides]
+    def spec(self, method: str, seed: int, *, preset: str | None = None, lr: float | None = None,
+             steps: int | None = None, matched: bool = True, precision: str = "fp32_master",
+             base: BaseConfig | None = None, rl: dict | None = None, **train) -> RunSpec:
+        """The RunSpec of a run of this profile: ``method`` 'rl' | 'sft' | 'sft_onpolicy', a preset (default
+        grpo_kl / sft / sft_onpolicy), the profile's lr, step cap and target gain unless given; ``rl`` and
+        ``train`` change RLConfig / FinetuneConfig fields (typed values)."""
+        preset = preset or {"rl": "grpo_kl"}.get(method, method)
+        rl_cfg, t = FINETUNE_PRESETS[preset]
+        is_rl = t.method == "rl"
+        if lr is None:
+            lr = self.rl_lr if is_rl else self.sft_lr
+        if steps is None:
+            steps = self.max_steps if is_rl else self.sft_max_steps
+        rl_cfg = dataclasses.replace(rl_cfg, prompts_per_step=self.prompts_per_step, num_generations=self.num_generations,
+                                     **(rl or {}))
+        t = dataclasses.replace(t, seed=seed, precision=precision, lr=lr, max_steps=steps,
+                                target_gain=self.target_gain if matched else None, eval_every=self.eval_every,
+                                eval_problems=self.eval_problems, probe_size=self.probe_size,
+                                pool_per_task=self.pool_per_task, checkpoint_every=max(self.max_steps, self.sft_max_steps),
+                                **train)
+        return RunSpec(base or self.base, rl_cfg, t)
+
+    def rl(self, seed: int, **kw) -> RunSpec:
+        """An RL run (grpo_kl unless ``preset`` says otherwise) at the profile's RL learning rate."""
+        return self.spec("rl", seed, **kw)
+
+    def sft(self, seed: int, **kw) -> RunSpec:
+        """An SFT run on demonstrations at the profile's SFT learning rate."""
+        return self.spec("sft", seed, **kw)
+
+    def control(self, seed: int, preset: str = "grpo_kl") -> RunSpec:
+        """The Gate I control run: RL far above the leash (``control_lr``) for ``control_steps`` steps."""
+        return self.rl(seed, lr=self.control_lr, steps=self.control_steps, matched=False, preset=preset)
+
+    def random_base(self) -> BaseConfig:
+        """The profile's base config with 0 pretraining steps (the random initialisation)."""
+        return dataclasses.replace(self.base, train=dataclasses.replace(self.base.train, steps=0))
 
 
 PROFILES: dict[str, Profile] = {
-    # for CI: every claim runs end to end in seconds; verdicts are not meant to be read
-    "tiny": Profile("tiny", "tiny", ("train.steps=300", "corpus.n_examples=1000", "train.eval_problems=32"),
+    "tiny": Profile("tiny", base_config("tiny", corpus={"n_examples": 1000}, train={"steps": 300, "eval_problems": 32}),
                     seeds=(0, 1), rl_lr=1e-3, sft_lr=3e-3, max_steps=12, sft_max_steps=12, target_gain=0.9,
                     eval_every=4, eval_problems=16, probe_size=16, pool_per_task=64, prompts_per_step=4,
-                    num_generations=4, lr_sweep=(1e-5, 1e-2), sweep_steps=6, control_lr=0.05, control_steps=4),
-    "quick": Profile("quick", "tiny", (), seeds=(0, 1, 2, 3, 4), rl_lr=1e-4, sft_lr=1e-3, max_steps=400,
+                    num_generations=4, lr_sweep=(1e-5, 1e-2), sweep_steps=6, control_lr=0.05, control_steps=4,
+                    description="for CI: every claim runs end to end in seconds; verdicts are not meant to be read"),
+    "quick": Profile("quick", base_config("tiny"), seeds=(0, 1, 2, 3, 4), rl_lr=RL_LR, sft_lr=SFT_LR, max_steps=400,
                      sft_max_steps=1000, target_gain=0.10, eval_every=10, eval_problems=64, probe_size=32,
                      pool_per_task=512, prompts_per_step=16, num_generations=8, lr_sweep=(1e-5, 1e-4, 1e-3, 1e-2),
-                     sweep_steps=40, control_lr=0.05, control_steps=10),
-    "full": Profile("full", "small", (), seeds=(0, 1, 2, 3, 4), rl_lr=1e-4, sft_lr=1e-3, max_steps=800,
+                     sweep_steps=40, control_lr=0.05, control_steps=10,
+                     description="the tiny base (d_model 32), 5 seeds, RL and SFT stopped at +10 points"),
+    "full": Profile("full", base_config("small"), seeds=(0, 1, 2, 3, 4), rl_lr=RL_LR, sft_lr=SFT_LR, max_steps=800,
                     sft_max_steps=2000, target_gain=0.10, eval_every=10, eval_problems=128, probe_size=64,
                     pool_per_task=2048, prompts_per_step=16, num_generations=8,
-                    lr_sweep=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2), sweep_steps=60, control_lr=0.05, control_steps=10),
+                    lr_sweep=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2), sweep_steps=60, control_lr=0.05, control_steps=10,
+                    description="the small base (d_model 64), 5 seeds, RL and SFT stopped at +10 points"),
 }
 
 

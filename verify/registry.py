@@ -1,7 +1,14 @@
-"""The claims registry: each claim is a decision rule fixed in code, with controls, returning a Verdict.
+"""The claims registry: a claim is one decorated function with its decision rule and its runs declared.
 
-A claim module in ``verify/claims/`` calls ``register(Claim(...))``; importing ``verify.claims``
-loads them all, so adding a claim means adding one module.
+    @claim("gate3.sparsity", paper=("C1", "C6"), title=..., paper_number=..., rule=...,
+           runs=lambda p: [p.rl(s) for s in p.seeds] + [p.sft(s) for s in p.seeds])
+    def sparsity(ctx) -> Measurement: ...
+
+``runs`` states, as data, every fine-tuning run the claim reads (``verify.profiles.Profile`` builds the
+typed ``RunSpec``s), so ``verify`` can gather the plan of a whole profile before anything trains. The
+function then reads finished runs only and returns a typed ``Measurement`` with typed controls;
+``verify.finish`` turns it into the ``Verdict`` of the report. Importing ``verify.claims`` loads every
+claim module, so adding a claim means adding one module.
 """
 
 from __future__ import annotations
@@ -9,12 +16,17 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Any, Callable, Literal
 
 REPRODUCED = "REPRODUCED"
 NOT_REPRODUCED = "NOT REPRODUCED"
 INCONCLUSIVE = "INCONCLUSIVE"
 STATUSES = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+
+
+def _check_status(status: str) -> None:
+    if status not in STATUSES:
+        raise ValueError(f"A status must be one of {STATUSES}, got {status!r}.")
 
 
 @dataclass
@@ -27,53 +39,106 @@ class Estimate:
     per_seed: list[float]
 
     def text(self, fmt: str = ".3g") -> str:
+        """'mean [low, high]' (the mean alone for fewer than two seeds)."""
         if len(self.per_seed) < 2:
             return f"{self.mean:{fmt}}"
         return f"{self.mean:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}]"
 
 
-@dataclass
-class Verdict:
-    """What a claim check concluded, with the numbers that decided it."""
+@dataclass(frozen=True)
+class Control:
+    """A control of a claim: a planted or swapped input on which the same decision rule must come out
+    REPRODUCED (``positive``) or not REPRODUCED (``negative``)."""
 
-    claim_id: str
+    kind: Literal["positive", "negative"]
+    name: str
     status: str
-    headline: str  # our number in one short string, e.g. "RL 0.71 [0.66, 0.75] vs SFT 0.12 [...]"
-    numbers: dict[str, Estimate | float | str] = field(default_factory=dict)
-    controls: dict[str, str] = field(default_factory=dict)  # control name -> status it produced
-    figures: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        _check_status(self.status)
+
+    @property
+    def flips(self) -> bool:
+        """True when the control came out the way it must (so the rule can flip)."""
+        return (self.status == REPRODUCED) == (self.kind == "positive")
+
+
+def positive(name: str, status: str) -> Control:
+    """A positive control: must come out REPRODUCED."""
+    return Control("positive", name, status)
+
+
+def negative(name: str, status: str) -> Control:
+    """A negative control: must not come out REPRODUCED."""
+    return Control("negative", name, status)
+
+
+@dataclass
+class Measurement:
+    """What a claim function returns: the status its rule gave, the numbers, the controls, the figures
+    (matplotlib figures, unsaved), the runs it rests on (for stop notes and regime numbers) and notes."""
+
+    status: str
+    headline: str
+    numbers: dict[str, Any]
+    controls: list[Control]
+    figures: list[Any] = field(default_factory=list)
+    runs: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self):
-        if self.status not in STATUSES:
-            raise ValueError(f"Verdict status must be one of {STATUSES}, got {self.status!r}.")
+        _check_status(self.status)
+
+
+@dataclass
+class Verdict:
+    """What a claim check concluded, with the numbers that decided it (the report's row)."""
+
+    claim_id: str
+    status: str
+    headline: str
+    numbers: dict[str, Any] = field(default_factory=dict)
+    controls: dict[str, str] = field(default_factory=dict)  # "positive: name" / "negative: name" -> status
+    figures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    regime: dict[str, Any] = field(default_factory=dict)  # per method: median regime numbers of the runs used
+    runs: list[dict] = field(default_factory=list)  # every run used: its spec summary and regime numbers
+
+    def __post_init__(self):
+        _check_status(self.status)
 
     def to_json(self) -> dict:
+        """Plain-dict form for report.json."""
         return asdict(self)
 
 
 @dataclass(frozen=True)
 class Claim:
-    """A testable claim: which paper claims it checks, the paper's number, the rule, and how to run it."""
+    """A testable claim: which paper claims it checks, the paper's number, the rule fixed before the run,
+    the runs it needs (a function of the profile) and the function that measures and decides."""
 
     id: str
     paper_claims: tuple[str, ...]
     title: str
     paper_number: str
     rule: str
-    run: Callable  # (Context) -> Verdict
-    controls: tuple[str, ...] = ()
+    runs: Callable  # (Profile) -> list[RunSpec]
+    measure: Callable  # (Context) -> Measurement
 
 
 CLAIMS: dict[str, Claim] = {}
 
 
-def register(claim: Claim) -> Claim:
-    """Add ``claim`` to the registry (ids are unique)."""
-    if claim.id in CLAIMS:
-        raise ValueError(f"Claim id {claim.id!r} is registered twice.")
-    CLAIMS[claim.id] = claim
-    return claim
+def claim(claim_id: str, *, paper: tuple[str, ...], title: str, paper_number: str, rule: str, runs: Callable):
+    """Decorator: register the decorated ``(ctx) -> Measurement`` function as claim ``claim_id``."""
+
+    def register(fn: Callable) -> Callable:
+        if claim_id in CLAIMS:
+            raise ValueError(f"Claim id {claim_id!r} is registered twice.")
+        CLAIMS[claim_id] = Claim(claim_id, tuple(paper), title, paper_number, rule, runs, fn)
+        return fn
+
+    return register
 
 
 def load_all() -> dict[str, Claim]:
@@ -90,5 +155,15 @@ def decide_positive(est: Estimate, null: float = 0.0) -> str:
     if est.low > null:
         return REPRODUCED
     if est.high < null:
+        return NOT_REPRODUCED
+    return INCONCLUSIVE
+
+
+def decide_both(a: Estimate, b: Estimate) -> str:
+    """REPRODUCED iff both estimates' CIs lie above 0; NOT REPRODUCED iff both lie below; else INCONCLUSIVE."""
+    sa, sb = decide_positive(a), decide_positive(b)
+    if sa == sb == REPRODUCED:
+        return REPRODUCED
+    if sa == sb == NOT_REPRODUCED:
         return NOT_REPRODUCED
     return INCONCLUSIVE

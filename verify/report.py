@@ -13,6 +13,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from toy_models.checkpoint import atomic_write_bytes, atomic_write_json  # noqa: E402
 from verify.registry import Claim, Verdict  # noqa: E402
 
+REGIME_COLUMNS = ("runs", "lr", "steps", "gain", "kl_to_base", "step_ratio", "drift_ratio", "walk_ratio",
+                  "sign_consistency", "sparsity_bf16_all", "sparsity_bf16_eligible", "untouched_share")
+
 
 def save_figure(fig, ctx, claim_id: str) -> str:
     """Save ``fig`` as figures/<claim_id>.png atomically; returns the path relative to the report."""
@@ -48,6 +51,27 @@ def _md_escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _regime_cell(v: Verdict) -> str:
+    from verify.finish import regime_text
+
+    return regime_text(v.regime) if v.regime else "-"
+
+
+def regime_table(results: list[tuple[Claim, Verdict]]) -> list[str]:
+    """Markdown table of the profile's regime: per method, medians over every distinct run the claims used."""
+    from verify.finish import regime_summary
+
+    records = list({r["run"]: r for _, v in results for r in v.runs}.values())
+    if not records:
+        return []
+    summary = regime_summary(records)
+    out = ["| method | " + " | ".join(REGIME_COLUMNS) + " |", "|---" * (len(REGIME_COLUMNS) + 1) + "|"]
+    for method, m in summary.items():
+        cells = ["-" if m.get(k) is None else f"{m[k]:.3g}" for k in REGIME_COLUMNS]
+        out.append(f"| {method} | " + " | ".join(cells) + " |")
+    return out
+
+
 def render_markdown(profile_name: str, results: list[tuple[Claim, Verdict]], meta: dict) -> str:
     """report.md text."""
     out = [f"# threegate report, profile `{profile_name}`", ""]
@@ -55,13 +79,28 @@ def render_markdown(profile_name: str, results: list[tuple[Claim, Verdict]], met
                + ", ".join(f"{k} {100 * v:.0f} %" for k, v in meta.get("base_pass_rates", {}).items()) + ".")
     out.append("Intervals are 95 % Student-t intervals over seeds. Each rule was fixed in code before the run.")
     out.append("")
-    out.append("| claim | paper | paper's number | ours | rule | verdict | figure |")
-    out.append("|---|---|---|---|---|---|---|")
+    table = regime_table(results)
+    if table:
+        out.append("## Regime of this profile")
+        out.append("")
+        out.append("Medians over the distinct fine-tuning runs the claims used (SCIENCE.md section 7): step ratio = "
+                   "median per-step change / half-ULP, drift ratio = median |w_T - w_0| / half-ULP on the fp32 master, "
+                   "walk ratio = lr sqrt(T) / half-ULP, sign consistency = median |sum of changes| / sum of |changes|; "
+                   "sparsity over all parameters and over those that received a gradient. Published RLVR: step ratio "
+                   "about 0.016 to 0.033, drift ratio about 0.4, ||dW|| / ||W|| about 1e-3.")
+        out.append("")
+        out.extend(table)
+        out.append("")
+    out.append("| claim | paper | paper's number | ours | rule | verdict | regime | figure |")
+    out.append("|---|---|---|---|---|---|---|---|")
     for c, v in results:
         fig = ", ".join(f"[png]({f})" for f in v.figures) or "-"
         out.append(f"| `{c.id}` {_md_escape(c.title)} | {', '.join(c.paper_claims)} | {_md_escape(c.paper_number)} | "
-                   f"{_md_escape(v.headline)} | {_md_escape(c.rule)} | **{v.status}** | {fig} |")
+                   f"{_md_escape(v.headline)} | {_md_escape(c.rule)} | **{v.status}** | {_md_escape(_regime_cell(v))} | {fig} |")
     out.append("")
+    for section in meta.get("sections", []):
+        out.append(section.rstrip())
+        out.append("")
     out.append("## Controls and notes")
     for c, v in results:
         out.append(f"### `{c.id}`: {v.status}")

@@ -8,8 +8,8 @@ import numpy as np
 from theory import spectral as S
 from theory.precision import changed_mask_bitwise
 from verify.common import block_matrices, matrix_pairs
-from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Verdict, register
-from verify.report import paired_seed_bars, save_figure
+from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Measurement, claim, negative, positive
+from verify.report import paired_seed_bars
 from verify.stats import over_seeds
 
 K, ALPHA = 4, 0.5  # as in gate2.principal_overlap
@@ -50,10 +50,19 @@ def _planted_avoiding(pairs: dict, seed: int) -> dict:
     return out
 
 
-def run_random_base(ctx) -> Verdict:
+def _random_base_runs(p):
+    return [p.rl(s, matched=False, base=p.random_base()) for s in p.seeds[:2]] + [p.rl(s) for s in p.seeds[:2]]
+
+
+@claim("control.random_base", paper=("C3", "C11"), title="the off-principal bias vanishes on a random base",
+       paper_number="model-conditioned bias (argued)",
+       rule="RL from the random init: CI of (principal share of changed weights - alpha) contains 0 -> REPRODUCED; "
+               "below 0 -> NOT REPRODUCED; no weight changed -> INCONCLUSIVE",
+       runs=_random_base_runs)
+def random_base(ctx) -> Measurement:
     """control.random_base: RL from the random init of the base; principal-mask bias of its changed mask."""
     seeds = ctx.profile.seeds[:2]
-    runs = [ctx.rl(s, matched=False, extra=("base.train.steps=0",)) for s in seeds]
+    runs = [ctx.rl(s, matched=False, base=ctx.profile.random_base()) for s in seeds]
     pairs = [block_matrices(matrix_pairs(r)) for r in runs]
     excess = [principal_excess(p) for p in pairs]
     changed = [sum(int(np.count_nonzero(changed_mask_bitwise(a, b))) for a, b in p.values()) for p in pairs]
@@ -67,16 +76,16 @@ def run_random_base(ctx) -> Verdict:
                                "principal share of changed weights - alpha", "Is the principal-mask deficit model-conditioned?")
     ax.axhline(0, color="k", lw=0.8)
     ax.legend(fontsize=7)
-    return Verdict(
-        "control.random_base", decide_vanishes(excess),
+    return Measurement(
+        decide_vanishes(excess),
         f"random base: base pass rate {np.mean(list(runs[0].summary['base_acc'].values())):.3f}, mean reward "
         f"{np.mean(rewards):.3f}, weights changed {changed}; principal share - alpha {over_seeds(excess).text('.3f')}",
         numbers={"principal_excess": over_seeds(excess), "pretrained_principal_excess": over_seeds(real_excess),
                  "weights_changed": over_seeds(changed),
                  "mean_reward": over_seeds(rewards)},
-        controls={"positive: real RL mask against permuted principal masks": pos,
-                  "negative: a planted mask that avoids the principal weights": neg},
-        figures=[save_figure(fig, ctx, "control.random_base")],
+        controls=[positive("real RL mask against permuted principal masks", pos),
+                  negative("a planted mask that avoids the principal weights", neg)],
+        figures=[fig], runs=runs + [ctx.rl(s) for s in seeds],
         notes=["From a random init the verifier never fires (reward 0), so every advantage is 0. The weights still "
                "move: the KL term's gradient at the reference is round-off (about 1e-9 in norm at step 1), and Adam's "
                "per-coordinate normalisation turns it into full-size steps (update norm about 1e-4, then 5e-2). "
@@ -86,8 +95,3 @@ def run_random_base(ctx) -> Verdict:
     )
 
 
-register(Claim("control.random_base", ("C3", "C11"), "the off-principal bias vanishes on a random base",
-               "model-conditioned bias (argued)",
-               "RL from the random init: CI of (principal share of changed weights - alpha) contains 0 -> REPRODUCED; "
-               "below 0 -> NOT REPRODUCED; no weight changed -> INCONCLUSIVE",
-               run_random_base, ("permuted masks", "planted avoiding mask")))

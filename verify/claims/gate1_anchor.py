@@ -26,8 +26,7 @@ from theory.kl import (
 )
 from toy_models.pool import build_pool, build_probe
 from toy_models.transformer import apply, start_index, unflatten_params
-from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Verdict, decide_positive, register
-from verify.report import save_figure
+from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Measurement, claim, decide_positive, negative, positive
 from verify.stats import over_seeds
 
 WITHIN_SHARE = 0.95  # a leash holds when at least this share of steps is within the bound, in every seed
@@ -92,11 +91,10 @@ def _synthetic_leash(seed: int, step: str, n: int = 200) -> tuple[np.ndarray, np
 
 
 def _control_run(ctx, seed, preset="grpo_kl"):
-    p = ctx.profile
-    return ctx.rl(seed, lr=p.control_lr, steps=p.control_steps, matched=False, preset=preset)
+    return ctx.run(ctx.profile.control(seed, preset))
 
 
-def _leash_figure(ctx, claim_id, runs, bound_key, title):
+def _leash_figure(runs, bound_key, title):
     fig, ax = plt.subplots(figsize=(5, 3.8))
     for s, r in runs:
         ax.loglog(_steps(r, bound_key), _steps(r, "kl/step_exact_seq"), ".", ms=3, label=f"seed {s}")
@@ -107,10 +105,14 @@ def _leash_figure(ctx, claim_id, runs, bound_key, title):
     ax.set_ylabel("exact step KL(pi_t+1 || pi_t) (nats per sequence)")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6)
-    return save_figure(fig, ctx, claim_id)
+    return fig
 
 
-def run_leash(ctx) -> Verdict:
+@claim("gate1.leash", paper=("C7",), title="each RL step's exact KL stays under the Prop 3.1 leash",
+       paper_number="KL(pi+ || pi) <= (1 + o(1)) KL(q_tilde || pi) (theory, no measurement)",
+       rule=f"share of steps with step KL <= KL(q_tilde || pi_t) >= {WITHIN_SHARE} in every seed; mean < {BROKEN_SHARE} -> NOT REPRODUCED",
+       runs=lambda p: [p.rl(s) for s in p.seeds] + [p.control(p.seeds[0])])
+def leash(ctx) -> Measurement:
     """gate1.leash (C7, Prop 3.1): exact step KL against KL(q_tilde || pi_t) for grpo_kl runs."""
     seeds = ctx.profile.seeds
     runs = [(s, ctx.rl(s)) for s in seeds]
@@ -120,24 +122,20 @@ def run_leash(ctx) -> Verdict:
     ctrl_share = share_within(_steps(ctrl, "kl/step_exact_seq"), _steps(ctrl, "kl/tilted_bound_seq"))
     pos = decide_leash([share_within(*_synthetic_leash(s, "tilt")) for s in SYNTH_SEEDS])
     neg = decide_leash([share_within(*_synthetic_leash(s, "large")) for s in SYNTH_SEEDS])
-    return Verdict(
-        "gate1.leash", decide_leash(shares),
+    return Measurement(
+        decide_leash(shares),
         f"steps within the Prop 3.1 bound {over_seeds(shares).text('.3f')}; median step KL / bound {ratio.text('.2g')}",
         numbers={"share_within": over_seeds(shares), "median_ratio": ratio,
                  f"share_within_at_lr_{ctx.profile.control_lr:g}": ctrl_share},
-        controls={"positive: synthetic partial tilt steps": pos, "negative: synthetic large logit steps": neg},
-        figures=[_leash_figure(ctx, "gate1.leash", runs, "kl/tilted_bound_seq", "Prop 3.1: exact step KL vs KL(q_tilde || pi_t), grpo_kl")],
+        controls=[positive("synthetic partial tilt steps", pos),
+                  negative("synthetic large logit steps", neg)],
+        figures=[_leash_figure(runs, "kl/tilted_bound_seq", "Prop 3.1: exact step KL vs KL(q_tilde || pi_t), grpo_kl")],
+        runs=[r for _, r in runs],
         notes=["The bound is computed per prompt from the group's pass rate (the tilt depends on y only through R)."
                " The step KL is the chain-rule sum along prefixes sampled from pi_t (a second-order-accurate stand-in"
                " for prefixes from pi_t+1).",
                f"A run at lr {ctx.profile.control_lr:g} for {ctx.profile.control_steps} steps kept {ctrl_share:.2f} of its steps within the bound."],
     )
-
-
-register(Claim("gate1.leash", ("C7",), "each RL step's exact KL stays under the Prop 3.1 leash",
-               "KL(pi+ || pi) <= (1 + o(1)) KL(q_tilde || pi) (theory, no measurement)",
-               f"share of steps with step KL <= KL(q_tilde || pi_t) >= {WITHIN_SHARE} in every seed; mean < {BROKEN_SHARE} -> NOT REPRODUCED",
-               run_leash, ("synthetic tilt steps", "synthetic large steps")))
 
 
 def decide_fisher(median_ratios) -> str:
@@ -163,7 +161,11 @@ def _synthetic_fisher_ratio(seed: int, scale: float, n: int = 100) -> float:
     return float(np.median(out))
 
 
-def run_fisher(ctx) -> Verdict:
+@claim("gate1.fisher", paper=("C8",), title="the exact step KL equals 1/2 D^T F D to second order",
+       paper_number="KL(pi_theta+D || pi_theta) = 1/2 D^T F D + O(|D|^3)",
+       rule=f"median per-step ratio exact KL / (1/2 D^T F D) of RL runs within {FISHER_BAND} in every seed; mean outside {FISHER_FAIL} -> NOT REPRODUCED",
+       runs=lambda p: [p.rl(s) for s in p.seeds] + [p.sft(s) for s in p.seeds] + [p.control(p.seeds[0])])
+def fisher(ctx) -> Measurement:
     """gate1.fisher (Prop 3.2, second order): exact step KL against 1/2 D^T F D of the same step."""
     seeds = ctx.profile.seeds
     runs = [(s, ctx.rl(s)) for s in seeds] + [(s, ctx.sft(s)) for s in seeds]
@@ -189,21 +191,16 @@ def run_fisher(ctx) -> Verdict:
     ax.set_ylabel("exact step KL (nats per sequence)")
     ax.set_title("Prop 3.2: exact step KL vs its Fisher quadratic form", fontsize=9)
     ax.legend(fontsize=5, ncol=2)
-    return Verdict(
-        "gate1.fisher", decide_fisher(rl_med),
+    return Measurement(
+        decide_fisher(rl_med),
         f"median exact KL / (1/2 D^T F D): RL {over_seeds(rl_med).text('.3f')}, SFT {over_seeds(sft_med).text('.3f')}",
         numbers={"rl_median_ratio": over_seeds(rl_med), "sft_median_ratio": over_seeds(sft_med),
                  f"median_ratio_at_lr_{ctx.profile.control_lr:g}": ctrl_med},
-        controls={"positive: synthetic logit steps of size 1e-3": pos, "negative: synthetic logit steps of size 8": neg},
-        figures=[save_figure(fig, ctx, "gate1.fisher")],
+        controls=[positive("synthetic logit steps of size 1e-3", pos),
+                  negative("synthetic logit steps of size 8", neg)],
+        figures=[fig], runs=[r for _, r in runs],
         notes=[f"A run at lr {ctx.profile.control_lr:g} for {ctx.profile.control_steps} steps had median ratio {ctrl_med:.3f}."],
     )
-
-
-register(Claim("gate1.fisher", ("C8",), "the exact step KL equals 1/2 D^T F D to second order",
-               "KL(pi_theta+D || pi_theta) = 1/2 D^T F D + O(|D|^3)",
-               f"median per-step ratio exact KL / (1/2 D^T F D) of RL runs within {FISHER_BAND} in every seed; mean outside {FISHER_FAIL} -> NOT REPRODUCED",
-               run_fisher, ("small synthetic steps", "large synthetic steps")))
 
 
 def _synthetic_clip(seed: int, eps: float, clipped: bool, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +225,11 @@ def _synthetic_clip(seed: int, eps: float, clipped: bool, n: int = 200) -> tuple
     return np.array(lhs), np.array(rhs)
 
 
-def run_clip_only(ctx) -> Verdict:
+@claim("gate1.clip_only", paper=("C7",), title="with clipping only (beta = 0) the per-step KL stays bounded",
+       paper_number="per-step KL <= E[T] max(-log(1-eps), log(1+eps)) (heuristic bound)",
+       rule=f"share of dapo_clip steps with step KL <= clip bound >= {WITHIN_SHARE} in every seed",
+       runs=lambda p: [p.rl(s, preset="dapo_clip") for s in p.seeds] + [p.control(p.seeds[0], "dapo_clip")])
+def clip_only(ctx) -> Measurement:
     """gate1.clip_only (C7, beta = 0): dapo_clip step KL against E[T] max(-log(1-eps), log(1+eps_high))."""
     seeds = ctx.profile.seeds
     runs = [(s, ctx.rl(s, preset="dapo_clip")) for s in seeds]
@@ -238,24 +239,20 @@ def run_clip_only(ctx) -> Verdict:
     ctrl_share = share_within(_steps(ctrl, "kl/step_exact_seq"), _steps(ctrl, "kl/clip_bound_seq"))
     pos = decide_leash([share_within(*_synthetic_clip(s, 0.2, True)) for s in SYNTH_SEEDS])
     neg = decide_leash([share_within(*_synthetic_clip(s, 0.2, False)) for s in SYNTH_SEEDS])
-    return Verdict(
-        "gate1.clip_only", decide_leash(shares),
+    return Measurement(
+        decide_leash(shares),
         f"steps within the clip-only bound {over_seeds(shares).text('.3f')}; median step KL / bound {ratio.text('.2g')}",
         numbers={"share_within": over_seeds(shares), "median_ratio": ratio,
                  f"share_within_at_lr_{ctx.profile.control_lr:g}": ctrl_share,
                  "gain": over_seeds([r.summary["gain"] for _, r in runs])},
-        controls={"positive: synthetic steps with clipped log-ratios": pos, "negative: synthetic unclipped steps": neg},
-        figures=[_leash_figure(ctx, "gate1.clip_only", runs, "kl/clip_bound_seq", "Clip-only leash (beta = 0, dapo_clip)")],
+        controls=[positive("synthetic steps with clipped log-ratios", pos),
+                  negative("synthetic unclipped steps", neg)],
+        figures=[_leash_figure(runs, "kl/clip_bound_seq", "Clip-only leash (beta = 0, dapo_clip)")],
+        runs=[r for _, r in runs],
         notes=[f"A dapo_clip run at lr {ctx.profile.control_lr:g} kept {ctrl_share:.2f} of its steps within the bound.",
                "dapo_clip runs stop at the same target gain as grpo_kl: " +
                ", ".join(f"seed {s}: {r.summary['stopped_at']} steps ({r.summary['reason']})" for s, r in runs)],
     )
-
-
-register(Claim("gate1.clip_only", ("C7",), "with clipping only (beta = 0) the per-step KL stays bounded",
-               "per-step KL <= E[T] max(-log(1-eps), log(1+eps)) (heuristic bound)",
-               f"share of dapo_clip steps with step KL <= clip bound >= {WITHIN_SHARE} in every seed",
-               run_clip_only, ("synthetic clipped steps", "synthetic unclipped steps")))
 
 
 def decide_closer(kl_far, kl_near) -> tuple[str, object]:
@@ -264,7 +261,16 @@ def decide_closer(kl_far, kl_near) -> tuple[str, object]:
     return decide_positive(est), est
 
 
-def run_kl_to_base(ctx) -> Verdict:
+def _kl_to_base_runs(p):
+    return ([p.rl(s) for s in p.seeds] + [p.sft(s) for s in p.seeds] + [p.control(s) for s in CONTROL_SEEDS]
+            + [p.rl(s) for s in CONTROL_SEEDS])
+
+
+@claim("gate1.kl_to_base", paper=("C7", "C10"), title="RL stays closer to the base than SFT at equal gain",
+       paper_number="SFT drifts far from the base (no numbers)",
+       rule="per-seed log(KL_SFT / KL_RL) CI > 0 -> REPRODUCED; CI < 0 -> NOT REPRODUCED",
+       runs=_kl_to_base_runs)
+def kl_to_base(ctx) -> Measurement:
     """gate1.kl_to_base: exact KL(pi || base) on the probe, RL against SFT at the same accuracy gain."""
     seeds = ctx.profile.seeds
     rl = [ctx.rl(s) for s in seeds]
@@ -287,24 +293,18 @@ def run_kl_to_base(ctx) -> Verdict:
     ax.set_ylabel("exact KL(pi || base) on the probe (nats/token)")
     ax.set_title("Distance from the base until the matched gain", fontsize=9)
     ax.legend(fontsize=7)
-    return Verdict(
-        "gate1.kl_to_base", status,
+    return Measurement(
+        status,
         f"KL to base at matched gain: RL {over_seeds(kl_rl).text('.3g')} vs SFT {over_seeds(kl_sft).text('.3g')} nats/token "
         f"(log ratio {est.text('.2f')})",
         numbers={"rl_kl": over_seeds(kl_rl), "sft_kl": over_seeds(kl_sft), "log_sft_over_rl": est,
                  "rl_gain": over_seeds([r.summary["gain"] for r in rl]), "sft_gain": over_seeds([r.summary["gain"] for r in sft])},
-        controls={"negative: roles swapped (RL as the far regime)": neg,
-                  f"positive: RL at lr {ctx.profile.control_lr:g} against matched RL": pos},
-        figures=[save_figure(fig, ctx, "gate1.kl_to_base")],
+        controls=[negative("roles swapped (RL as the far regime)", neg),
+                  positive(f"RL at lr {ctx.profile.control_lr:g} against matched RL", pos)],
+        figures=[fig], runs=rl + sft,
         notes=["Stops: RL " + ", ".join(f"{r.summary['stopped_at']} ({r.summary['reason']})" for r in rl) +
                "; SFT " + ", ".join(f"{r.summary['stopped_at']} ({r.summary['reason']})" for r in sft)],
     )
-
-
-register(Claim("gate1.kl_to_base", ("C7", "C10"), "RL stays closer to the base than SFT at equal gain",
-               "SFT drifts far from the base (no numbers)",
-               "per-seed log(KL_SFT / KL_RL) CI > 0 -> REPRODUCED; CI < 0 -> NOT REPRODUCED",
-               run_kl_to_base, ("roles swapped", "large-lr RL")))
 
 
 INFORMATIVE = 0.01  # a bound more than 100x the measured norm says nothing about this update
@@ -360,7 +360,12 @@ def _restricted_fisher(ctx, run, names):
     return A.T @ A / float(jnp.sum(m)), flat0
 
 
-def run_weight_leash(ctx) -> Verdict:
+@claim("gate1.weight_leash", paper=("C8",), title="per-layer weight leash |dW|_F <= sqrt(2 delta_W / mu_W)",
+       paper_number="Prop 3.2 with the Schur complement (theory)",
+       rule=f"bound holds and |dW|_F / bound >= {INFORMATIVE} in every seed -> REPRODUCED; violated -> NOT REPRODUCED; "
+               "holds but vacuous (ratio below that) -> INCONCLUSIVE",
+       runs=lambda p: [p.rl(s) for s in p.seeds[:2]])
+def weight_leash(ctx) -> Measurement:
     """gate1.weight_leash (Prop 3.2, per layer): |dW|_F against sqrt(2 delta_W / mu_W) for the unembedding,
     with the Schur complement of a dense Fisher over (unembedding, final layer norm)."""
     W, rest = "unembed.kernel", ["ln_f.scale", "ln_f.bias"]
@@ -400,14 +405,15 @@ def run_weight_leash(ctx) -> Verdict:
     ax.set_ylabel("Frobenius norm (parameter units)")
     ax.set_title("Prop 3.2 per-layer leash with the Schur complement", fontsize=9)
     ax.legend(fontsize=7)
-    return Verdict(
-        "gate1.weight_leash", decide_weight_leash(holds, [r["norm"] / r["bound"] for r in rows]),
+    return Measurement(
+        decide_weight_leash(holds, [r["norm"] / r["bound"] for r in rows]),
         "|dW|_F / bound " + ", ".join(f"{r['norm'] / r['bound']:.3g}" for r in rows) +
         "; share of dW in the null space of S_W " + ", ".join(f"{r['null_share']:.3f}" for r in rows),
         numbers={"ratio": over_seeds([r["norm"] / r["bound"] for r in rows]), "mu_W": over_seeds([r["mu"] for r in rows]),
                  "delta_W": over_seeds([r["delta"] for r in rows]), "null_space_share": over_seeds([r["null_share"] for r in rows])},
-        controls={"positive: synthetic PSD Fisher, direction in its range": pos, "negative: same with mu = lambda_max": neg},
-        figures=[save_figure(fig, ctx, "gate1.weight_leash")],
+        controls=[positive("synthetic PSD Fisher, direction in its range", pos),
+                  negative("same with mu = lambda_max", neg)],
+        figures=[fig], runs=[ctx.rl(s) for s in ctx.profile.seeds[:2]],
         notes=[f"Dense Fisher restricted to the unembedding and the final layer norm (others fixed at the base), "
                f"token mean over the completion positions of the first {FISHER_PROBE} probe sequences (a dense Fisher over "
                "a whole block does not fit in memory for the small model); S_W = Schur complement of the unembedding block; "
@@ -418,8 +424,3 @@ def run_weight_leash(ctx) -> Verdict:
     )
 
 
-register(Claim("gate1.weight_leash", ("C8",), "per-layer weight leash |dW|_F <= sqrt(2 delta_W / mu_W)",
-               "Prop 3.2 with the Schur complement (theory)",
-               f"bound holds and |dW|_F / bound >= {INFORMATIVE} in every seed -> REPRODUCED; violated -> NOT REPRODUCED; "
-               "holds but vacuous (ratio below that) -> INCONCLUSIVE",
-               run_weight_leash, ("synthetic PSD, range direction", "mu = lambda_max")))

@@ -26,8 +26,17 @@ from toy_models.metrics import masked_mean
 from toy_models.pool import build_pool, build_probe
 from toy_models.transformer import apply, flat_params, matrix_name, start_index, unflatten_params
 from verify.common import block_matrices, matrix_pairs, planted
-from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Verdict, decide_positive, register
-from verify.report import save_figure
+from verify.registry import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Measurement,
+    claim,
+    decide_both,
+    decide_positive,
+    negative,
+    positive,
+)
 from verify.stats import over_seeds
 
 K = 4  # top-k singular subspace (capped at min(m, n))
@@ -46,14 +55,8 @@ HARD_BOUNDS = ("weyl", "mirsky", "ky_fan", "wedin_safe")  # theorems: must never
 # shared helpers (memoised on the Context, so several claims of one call read each run once)
 
 
-def _memo(ctx, key, fn):
-    if key not in ctx._memo:
-        ctx._memo[key] = fn()
-    return ctx._memo[key]
-
-
 def _pairs(ctx, run, master: bool, blocks_only: bool = True) -> dict:
-    pairs = _memo(ctx, ("gate2.pairs", str(run.directory), master), lambda: matrix_pairs(run, "final", master=master))
+    pairs = ctx.memo(("gate2.pairs", str(run.directory), master), lambda: matrix_pairs(run, "final", master=master))
     return block_matrices(pairs) if blocks_only else pairs
 
 
@@ -66,25 +69,9 @@ def _runs(ctx):
     return seeds, [ctx.rl(s) for s in seeds], [ctx.sft(s) for s in seeds]
 
 
-def _stop_notes(rl_runs, sft_runs) -> list[str]:
-    notes = [f"RL stopped at {[r.summary['stopped_at'] for r in rl_runs]} ({[r.summary['reason'] for r in rl_runs]}), "
-             f"SFT at {[r.summary['stopped_at'] for r in sft_runs]} ({[r.summary['reason'] for r in sft_runs]}); gains RL "
-             f"{np.round([r.summary['gain'] for r in rl_runs], 3).tolist()}, SFT {np.round([r.summary['gain'] for r in sft_runs], 3).tolist()}."]
-    missed = [f"{name} seed {r.cfg.train.seed}" for name, runs in (("RL", rl_runs), ("SFT", sft_runs)) for r in runs
-              if r.summary.get("reason") != "target_gain"]
-    if missed:
-        notes.append("Not at the matched point (target gain not reached, stopped at max_steps): " + ", ".join(missed) + ".")
-    return notes
-
-
-def _status_both(a, b) -> str:
-    """REPRODUCED iff both estimates' CIs lie above 0; NOT REPRODUCED iff both lie below; else INCONCLUSIVE."""
-    sa, sb = decide_positive(a), decide_positive(b)
-    if sa == sb == REPRODUCED:
-        return REPRODUCED
-    if sa == sb == NOT_REPRODUCED:
-        return NOT_REPRODUCED
-    return INCONCLUSIVE
+def main_runs(p):
+    """The runs every Gate II claim reads: matched RL and SFT of every seed."""
+    return [p.rl(s) for s in p.seeds] + [p.sft(s) for s in p.seeds]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -129,7 +116,13 @@ def _top_pair_planted(W0, frac: float = 0.1):
     return frac * s[0] * np.outer(U[:, 0], Vt[0])
 
 
-def run_bounds(ctx) -> Verdict:
+@claim("gate2.bounds", paper=("C8",), title="Weyl, Mirsky, Ky Fan and Wedin bounds hold on real updates",
+       paper_number="theorems (paper Gate II); Wedin paper form uses the unperturbed gap",
+       rule=f"0 violations of Weyl, Mirsky, Ky Fan (k={K}) and Wedin-safe (where |dW|_2 < gamma_k) over every real "
+               "(W0, W1) pair of RL and SFT, all seeds -> REPRODUCED; any -> NOT REPRODUCED; paper-form Wedin "
+               "violations reported as a count",
+       runs=main_runs)
+def bounds(ctx) -> Measurement:
     """gate2.bounds (C8): Weyl, Mirsky, Ky Fan, both Wedin forms on every real (W0, W1) pair."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     records, labels, neg_records = [], [], []
@@ -180,27 +173,18 @@ def run_bounds(ctx) -> Verdict:
                 f"{len(records)} pairs (Wedin-safe applicable on {counts['wedin_safe']['applicable']}); median tightness "
                 + ", ".join(f"{n} {numbers[n + '_tightness_median']:.2g}" for n in HARD_BOUNDS)
                 + f"; paper-form Wedin violations {wp['violations']}/{wp['applicable']}")
-    return Verdict(
-        "gate2.bounds", status, headline, numbers=numbers,
-        controls={f"negative: lhs of the real pair, rhs of {NEG_RHS_SCALE} dW (mismatched)": neg,
-                  "positive: planted dW = 0.1 sigma_1 u_1 v_1^T on base matrices (equality case)": pos},
-        figures=[save_figure(fig, ctx, "gate2.bounds")],
+    return Measurement(
+        status, headline, numbers=numbers,
+        controls=[negative(f"lhs of the real pair, rhs of {NEG_RHS_SCALE} dW (mismatched)", neg),
+                  positive("planted dW = 0.1 sigma_1 u_1 v_1^T on base matrices (equality case)", pos)],
+        figures=[fig], runs=rl_runs + sft_runs,
         notes=[f"Every weight matrix (blocks, embeddings, unembedding) of RL and SFT runs of seeds {list(seeds)}, final "
                f"snapshot, both the fp32 master and the bf16 export; k = min({K}, m, n); fp64 arithmetic; a violation is "
                f"lhs > rhs (1 + {TOL_REL:g}) + {TOL_ABS:g}.",
                f"Wedin safe form only where |dW|_2 < gamma_k ({counts['wedin_safe']['applicable']} of {len(records)} pairs).",
                f"Negative control violations per bound: { {n: neg_counts[n]['violations'] for n in BOUNDS} }; "
-               f"positive control violations: { {n: pos_counts[n]['violations'] for n in BOUNDS} }.",
-               *_stop_notes(rl_runs, sft_runs)],
+               f"positive control violations: { {n: pos_counts[n]['violations'] for n in BOUNDS} }."],
     )
-
-
-register(Claim("gate2.bounds", ("C8",), "Weyl, Mirsky, Ky Fan and Wedin bounds hold on real updates",
-               "theorems (paper Gate II); Wedin paper form uses the unperturbed gap",
-               f"0 violations of Weyl, Mirsky, Ky Fan (k={K}) and Wedin-safe (where |dW|_2 < gamma_k) over every real "
-               "(W0, W1) pair of RL and SFT, all seeds -> REPRODUCED; any -> NOT REPRODUCED; paper-form Wedin "
-               "violations reported as a count", run_bounds,
-               ("rhs from 0.1 dW (mismatched)", "planted top-pair update (equality)")))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,7 +208,7 @@ def decide_spectrum(rl_nss, sft_nss, rl_ang, sft_ang) -> tuple[str, object, obje
     both CIs < 0 -> NOT REPRODUCED; else INCONCLUSIVE."""
     d_nss = over_seeds(np.asarray(sft_nss) - np.asarray(rl_nss))
     d_ang = over_seeds(np.asarray(sft_ang) - np.asarray(rl_ang))
-    return _status_both(d_nss, d_ang), d_nss, d_ang
+    return decide_both(d_nss, d_ang), d_nss, d_ang
 
 
 def _planted_rotating(W0, scale: float, k: int, seed: int):
@@ -260,7 +244,12 @@ def _planted_spectrum(ctx, base_pairs: dict):
     return out
 
 
-def run_spectrum(ctx) -> Verdict:
+@claim("gate2.spectrum", paper=("C10",), title="RL keeps the spectrum and top subspaces; SFT moves them more",
+       paper_number="numbers only in figures",
+       rule=f"per-seed (SFT - RL) normalised spectral shift CI > 0 and (SFT - RL) largest top-{K} principal angle "
+               "CI > 0 (block-matrix means) -> REPRODUCED; both < 0 -> NOT REPRODUCED; else INCONCLUSIVE",
+       runs=main_runs)
+def spectrum(ctx) -> Measurement:
     """gate2.spectrum (C10): normalised spectral shift and top-k principal angles, RL against SFT."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     rl = [spectral_drift(_pairs(ctx, r, True)) for r in rl_runs]
@@ -285,32 +274,24 @@ def run_spectrum(ctx) -> Verdict:
         ax.set_ylabel(lab, fontsize=8)
         ax.legend(fontsize=7)
     fig.suptitle("C10: spectrum drift of block matrices, RL vs SFT at matched gain (fp32 master)", fontsize=9)
-    return Verdict(
-        "gate2.spectrum", status,
+    return Measurement(
+        status,
         f"NSS RL {over_seeds(rl_nss).text('.3g')} vs SFT {over_seeds(sft_nss).text('.3g')} (SFT-RL {d_nss.text('.3g')}); "
         f"angle RL {over_seeds(rl_ang).text('.3g')} deg vs SFT {over_seeds(sft_ang).text('.3g')} deg (SFT-RL {d_ang.text('.3g')})",
         numbers={"rl_nss": over_seeds(rl_nss), "sft_nss": over_seeds(sft_nss), "nss_difference": d_nss,
                  "rl_angle_deg": over_seeds(rl_ang), "sft_angle_deg": over_seeds(sft_ang), "angle_difference_deg": d_ang,
                  "nss_ratio_sft_over_rl": over_seeds(np.asarray(sft_nss) / np.asarray(rl_nss)),
                  "planted_nss_difference": p_nss, "planted_angle_difference_deg": p_ang},
-        controls={"negative: RL seed s vs RL seed s+1 as if it were SFT": neg,
-                  "positive: planted principal-touching (spectrum + rotation) vs off-principal update, same |dW|_F": pos},
-        figures=[save_figure(fig, ctx, "gate2.spectrum")],
+        controls=[negative("RL seed s vs RL seed s+1 as if it were SFT", neg),
+                  positive("planted principal-touching (spectrum + rotation) vs off-principal update, same |dW|_F", pos)],
+        figures=[fig], runs=rl_runs + sft_runs,
         notes=[f"fp32 master weights; block matrices; k = {K}; angle = max over the U and V angles, per matrix, then mean.",
                "Positive control: the planted 'principal' update of verify.common.planted keeps the top-k subspaces "
                "invariant (block-diagonal in the singular bases), so its principal angles are 0 like the off-principal "
                "one; the SFT-like planted update therefore puts half its energy on the top-k singular values and half "
                f"on rotating U_k into its complement; |dW|_F = {PLANT_GAP_SHARE} gamma_k per matrix, "
-               f"{len(PLANTED_SEEDS)} planted seeds.",
-               *_stop_notes(rl_runs, sft_runs)],
+               f"{len(PLANTED_SEEDS)} planted seeds."],
     )
-
-
-register(Claim("gate2.spectrum", ("C10",), "RL keeps the spectrum and top subspaces; SFT moves them more",
-               "numbers only in figures",
-               f"per-seed (SFT - RL) normalised spectral shift CI > 0 and (SFT - RL) largest top-{K} principal angle "
-               "CI > 0 (block-matrix means) -> REPRODUCED; both < 0 -> NOT REPRODUCED; else INCONCLUSIVE",
-               run_spectrum, ("RL vs RL", "planted principal-touching vs off-principal")))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,7 +306,7 @@ def _masks(W0, alpha: float):
 
 def base_masks(ctx, run, alpha: float = ALPHA) -> dict:
     """{block matrix: (principal mask, low-magnitude mask)} of the released base."""
-    return _memo(ctx, ("gate2.masks", str(run.directory), alpha),
+    return ctx.memo(("gate2.masks", str(run.directory), alpha),
                  lambda: {n: _masks(W0, alpha) for n, (W0, _) in _pairs(ctx, run, False).items()})
 
 
@@ -365,7 +346,12 @@ def _permuted(masks: dict, seed: int) -> dict:
     return {n: tuple(rng.permutation(m.ravel()).reshape(m.shape) for m in pl) for n, pl in masks.items()}
 
 
-def run_overlap(ctx) -> Verdict:
+@claim("gate2.principal_overlap", paper=("C11",), title="RL's visible changes avoid principal weights, favour low-magnitude ones",
+       paper_number="numbers only in figures (RL below alpha on principal, above on low-magnitude; SFT targets principal)",
+       rule=f"alpha = {ALPHA}, k = {K}: RL (principal share - alpha) CI < 0 and (low-magnitude share - alpha) CI > 0 "
+               "-> REPRODUCED; the opposite -> NOT REPRODUCED; else INCONCLUSIVE",
+       runs=main_runs)
+def overlap(ctx) -> Measurement:
     """gate2.principal_overlap (C11): changed-mask overlap with principal and low-magnitude masks against alpha."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     rl_vals = [in_mask_share(changed_masks(ctx, r), base_masks(ctx, r)) for r in rl_runs]
@@ -398,8 +384,8 @@ def run_overlap(ctx) -> Verdict:
     ax.set_ylabel("share of changed weights inside the mask")
     ax.set_title("C11: where the bf16-visible changes land (block matrices)")
     ax.legend(fontsize=6)
-    return Verdict(
-        "gate2.principal_overlap", status,
+    return Measurement(
+        status,
         f"RL in-principal share - alpha {p_est.text('+.3f')}, in-low-magnitude - alpha {l_est.text('+.3f')}; "
         f"SFT {sft_p.text('+.3f')} / {sft_l.text('+.3f')} (alpha {ALPHA})",
         numbers={"rl_principal_minus_alpha": p_est, "rl_lowmag_minus_alpha": l_est,
@@ -407,21 +393,13 @@ def run_overlap(ctx) -> Verdict:
                  "rl_changed_density": over_seeds([v[2] for v in rl_vals]),
                  "sft_changed_density": over_seeds([v[2] for v in sft_vals]),
                  "planted_principal_minus_alpha": pos_p, "planted_lowmag_minus_alpha": pos_l},
-        controls={"negative: real RL masks vs randomly permuted principal / low-magnitude masks": neg,
-                  "positive: planted mask = complement of the principal mask & random half": pos},
-        figures=[save_figure(fig, ctx, "gate2.principal_overlap")],
+        controls=[negative("real RL masks vs randomly permuted principal / low-magnitude masks", neg),
+                  positive("planted mask = complement of the principal mask & random half", pos)],
+        figures=[fig], runs=rl_runs + sft_runs,
         notes=[f"Changed masks: bitwise bf16 export of final vs base; masks from the released base; block matrices; "
                f"k = {K}, alpha = {ALPHA}. Overlap read as |M_changed & M| / |M_changed| (= theory.spectral.overlap(M, "
-               "M_changed)), whose random level is the mask density alpha; pooled over the block matrices.",
-               *_stop_notes(rl_runs, sft_runs)],
+               "M_changed)), whose random level is the mask density alpha; pooled over the block matrices."],
     )
-
-
-register(Claim("gate2.principal_overlap", ("C11",), "RL's visible changes avoid principal weights, favour low-magnitude ones",
-               "numbers only in figures (RL below alpha on principal, above on low-magnitude; SFT targets principal)",
-               f"alpha = {ALPHA}, k = {K}: RL (principal share - alpha) CI < 0 and (low-magnitude share - alpha) CI > 0 "
-               "-> REPRODUCED; the opposite -> NOT REPRODUCED; else INCONCLUSIVE", run_overlap,
-               ("permuted masks", "planted off-principal mask")))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -446,7 +424,12 @@ def decide_energy(ratios) -> tuple[str, object]:
     return decide_positive(over_seeds(1.0 - np.asarray(ratios))), est
 
 
-def run_energy(ctx) -> Verdict:
+@claim("gate2.energy", paper=("C11",), title="RL's update has less energy in the principal subspaces than an isotropic one",
+       paper_number="no number (continuous complement of C11)",
+       rule=f"RL mean over block matrices of principal energy fraction / (k^2/(mn)), k = {K}: CI < 1 -> REPRODUCED; "
+               "CI > 1 -> NOT REPRODUCED; else INCONCLUSIVE",
+       runs=main_runs)
+def energy(ctx) -> Measurement:
     """gate2.energy (C11, continuous): principal energy fraction of dW against k^2/(mn)."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     rl = [energy_ratio(_pairs(ctx, r, True)) for r in rl_runs]
@@ -473,25 +456,18 @@ def run_energy(ctx) -> Verdict:
     ax.set_ylabel("principal energy fraction / k^2/(mn) (dimensionless)", fontsize=8)
     ax.set_title(f"C11: energy of dW in the top-{K} singular subspaces (fp32 master)", fontsize=9)
     ax.legend(fontsize=7)
-    return Verdict(
-        "gate2.energy", status,
+    return Measurement(
+        status,
         f"principal energy / isotropic level: RL {rl_e.text('.3g')}, SFT {sft_e.text('.3g')} (SFT-RL {diff.text('.3g')})",
         numbers={"rl_ratio": rl_e, "sft_ratio": sft_e, "sft_minus_rl": diff, "planted_off_principal_ratio": pos_e,
                  "planted_principal_ratio": neg_e, "planted_random_ratio": rnd_e},
-        controls={"negative: planted principal dW": neg, "positive: planted off-principal dW": pos},
-        figures=[save_figure(fig, ctx, "gate2.energy")],
+        controls=[negative("planted principal dW", neg),
+                  positive("planted off-principal dW", pos)],
+        figures=[fig], runs=rl_runs + sft_runs,
         notes=[f"dW from the fp32 master weights, block matrices, k = {K}; ratio = |U_k U_k^T dW V_k V_k^T|_F^2 / |dW|_F^2 "
                "divided by k^2/(mn), averaged over block matrices; planted controls have |dW|_F = 0.01 |W0|_F on the "
-               f"base matrices, {len(PLANTED_SEEDS)} planted seeds (random planted dW gives {rnd_e.text('.3g')}).",
-               *_stop_notes(rl_runs, sft_runs)],
+               f"base matrices, {len(PLANTED_SEEDS)} planted seeds (random planted dW gives {rnd_e.text('.3g')})."],
     )
-
-
-register(Claim("gate2.energy", ("C11",), "RL's update has less energy in the principal subspaces than an isotropic one",
-               "no number (continuous complement of C11)",
-               f"RL mean over block matrices of principal energy fraction / (k^2/(mn)), k = {K}: CI < 1 -> REPRODUCED; "
-               "CI > 1 -> NOT REPRODUCED; else INCONCLUSIVE", run_energy,
-               ("planted principal dW", "planted off-principal dW")))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -586,7 +562,12 @@ def decide_curvature(a_values, b_values) -> tuple[str, object]:
     return decide_positive(over_seeds(1.0 - ratio)), over_seeds(ratio)
 
 
-def run_curvature(ctx) -> Verdict:
+@claim("gate2.curvature", paper=("C11", "beyond"), title="RL's update direction has lower Fisher curvature than SFT's",
+       paper_number="not measured in the paper (argued: principal = high curvature)",
+       rule="per-seed ratio of Fisher Rayleigh quotients RL update / SFT update at the base on the probe: CI < 1 -> "
+               "REPRODUCED; CI > 1 -> NOT REPRODUCED; else INCONCLUSIVE; principal/off-principal ratio reported",
+       runs=main_runs)
+def curvature(ctx) -> Measurement:
     """gate2.curvature (beyond the paper): Fisher Rayleigh quotients of RL and SFT update directions."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     rows = []
@@ -614,8 +595,8 @@ def run_curvature(ctx) -> Verdict:
     ax.set_ylabel("Fisher Rayleigh quotient d^T F d / |d|^2\n(nats/token per unit squared norm)", fontsize=8)
     ax.set_xlabel("direction (block matrices only)")
     ax.set_title("Curvature of update directions at the base (probe set; dots = seeds)", fontsize=9)
-    return Verdict(
-        "gate2.curvature", status,
+    return Measurement(
+        status,
         f"RL/SFT update curvature {ratio.text('.3g')}; RL principal/off-principal part {po.text('.3g')}; "
         f"random/top-eig {pos_r.text('.2g')}",
         numbers={"rl_over_sft": ratio, "rl_curvature": over_seeds(col("rl")), "sft_curvature": over_seeds(col("sft")),
@@ -623,21 +604,15 @@ def run_curvature(ctx) -> Verdict:
                  "principal_over_offprincipal": po, "random_curvature": over_seeds(col("random")),
                  "top_eig_curvature": over_seeds(col("top")), "lanczos_top_eigenvalue": over_seeds(col("lanczos")),
                  "rl_principal_energy_share": over_seeds(col("prin_share")), "random_over_top": pos_r, "top_over_random": neg_r},
-        controls={"positive: (random direction, top Lanczos eigenvector)": pos,
-                  "negative: (top Lanczos eigenvector, random direction)": neg},
-        figures=[save_figure(fig, ctx, "gate2.curvature")],
+        controls=[positive("(random direction, top Lanczos eigenvector)", pos),
+                  negative("(top Lanczos eigenvector, random direction)", neg)],
+        figures=[fig], runs=rl_runs + sft_runs,
         notes=["Fisher F = mean over masked probe completion positions of J^T (diag p - p p^T) J (logit Jacobian J) at the "
                "run's base parameters; probe rebuilt exactly as finetune() does (held-out pool, base samples, run seed).",
                "Directions live on the transformer-block kernels only (attention q/k/v/o, fc_in, fc_out; zeros elsewhere); "
                "update = fp32 master final - base; principal part = U_k U_k^T dW V_k V_k^T per matrix (k = "
                f"{K}), off-principal part = dW - principal part; Lanczos ({LANCZOS_ITERS} iterations) on F restricted "
-               "to the same subspace; Fisher products from theory.curvature.fisher_vp.",
-               *_stop_notes(rl_runs, sft_runs)],
+               "to the same subspace; Fisher products from theory.curvature.fisher_vp."],
     )
 
 
-register(Claim("gate2.curvature", ("C11", "beyond"), "RL's update direction has lower Fisher curvature than SFT's",
-               "not measured in the paper (argued: principal = high curvature)",
-               "per-seed ratio of Fisher Rayleigh quotients RL update / SFT update at the base on the probe: CI < 1 -> "
-               "REPRODUCED; CI > 1 -> NOT REPRODUCED; else INCONCLUSIVE; principal/off-principal ratio reported",
-               run_curvature, ("top eigvec vs random", "random vs top eigvec")))

@@ -10,6 +10,7 @@ from scipy import stats as sps
 from theory.precision import (
     changed_mask_absolute,
     changed_mask_bitwise,
+    changed_mask_fp32,
     changed_mask_relative,
     checkpoint_sparsity,
     half_ulp_rule,
@@ -17,17 +18,38 @@ from theory.precision import (
     to_bf16,
 )
 from verify.common import as_f64
-from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Claim, Verdict, decide_positive, register
-from verify.report import paired_seed_bars, save_figure
+from verify.registry import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    Measurement,
+    claim,
+    decide_positive,
+    negative,
+    positive,
+)
+from verify.report import paired_seed_bars
 from verify.stats import over_seeds
 
 MIN_RL_SPARSITY = 0.20  # "sparse" needs at least this share unchanged (the paper's RL range is 36 to 92 %)
 
 
-def bf16_sparsity(run, master: bool = False) -> float:
-    """Share of parameters unchanged between base and final snapshot (released form; master fp32 if asked)."""
-    probe = "bitwise" if master else "relative"
-    return checkpoint_sparsity(run.snapshot("base", master=master), run.snapshot("final", master=master), probe=probe)["overall"]
+def bf16_sparsity(run) -> float:
+    """Share of parameters unchanged between the base and the final snapshot in the released form (bf16
+    export of fp32_master runs), with the paper's relative probe (equal to bf16 bit equality, claim C2)."""
+    return checkpoint_sparsity(run.snapshot("base"), run.snapshot("final"), probe="relative")["overall"]
+
+
+def fp32_sparsity(run) -> float:
+    """Share of parameters whose stored float32 bits did not change (fp32 storage: the fp32 master weights
+    of fp32_master runs compared exactly, never through a bf16 rounding)."""
+    return checkpoint_sparsity(run.snapshot("base", master=True), run.snapshot("final", master=True),
+                               probe=changed_mask_fp32)["overall"]
+
+
+def eligible_sparsity(run) -> float:
+    """bf16-export sparsity over the parameters that received a gradient (structurally untouched ones apart)."""
+    return run.regime.get("sparsity_bf16_eligible", float("nan"))
 
 
 def decide_sparsity(rl_values, sft_values) -> tuple[str, object]:
@@ -49,48 +71,47 @@ def _planted_sparsity(seed: int, rl_like: bool) -> float:
     return 1.0 - float(np.mean(changed_mask_bitwise(w0, w1)))
 
 
-def run_sparsity(ctx) -> Verdict:
-    """gate3.sparsity (C1): bf16-export sparsity of matched RL against SFT, fp32 master as negative control."""
+def _main_runs(p):
+    return [p.rl(s) for s in p.seeds] + [p.sft(s) for s in p.seeds]
+
+
+@claim("gate3.sparsity", paper=("C1", "C6"), title="bf16 update sparsity: RL above SFT",
+       paper_number="RL 36-92 %, SFT 0.6-18.8 %",
+       rule=f"per-seed RL-SFT sparsity difference CI > 0 and RL sparsity CI above {MIN_RL_SPARSITY}", runs=_main_runs)
+def sparsity(ctx) -> Measurement:
+    """gate3.sparsity (C1): bf16-export sparsity of matched RL against SFT, fp32 storage as negative control."""
     seeds = ctx.profile.seeds
     rl_runs = [ctx.rl(s) for s in seeds]
     sft_runs = [ctx.sft(s) for s in seeds]
     rl_b = [bf16_sparsity(r) for r in rl_runs]
     sft_b = [bf16_sparsity(r) for r in sft_runs]
-    rl_f = [bf16_sparsity(r, master=True) for r in rl_runs]
-    sft_f = [bf16_sparsity(r, master=True) for r in sft_runs]
+    rl_f = [fp32_sparsity(r) for r in rl_runs]
+    sft_f = [fp32_sparsity(r) for r in sft_runs]
     status, diff = decide_sparsity(rl_b, sft_b)
     neg, _ = decide_sparsity(rl_f, sft_f)
     pos, _ = decide_sparsity([_planted_sparsity(s, True) for s in range(3)], [_planted_sparsity(s, False) for s in range(3)])
     rl_e, sft_e = over_seeds(rl_b), over_seeds(sft_b)
-    gains = [r.summary["gain"] for r in rl_runs], [r.summary["gain"] for r in sft_runs]
+    rl_el, sft_el = over_seeds([eligible_sparsity(r) for r in rl_runs]), over_seeds([eligible_sparsity(r) for r in sft_runs])
+    untouched = over_seeds([r.regime.get("untouched_share", float("nan")) for r in rl_runs])
     fig, ax = paired_seed_bars(seeds, rl_b, sft_b, ("RL (bf16 export)", "SFT (bf16 export)"),
                                "update sparsity (share of weights unchanged)",
                                "C1: bf16 update sparsity, RL vs SFT at matched gain", (0, 1))
     x = np.arange(len(seeds))
-    ax.plot(x - 0.2, rl_f, "k_", ms=14, label="fp32 master (control)")
+    ax.plot(x - 0.2, rl_f, "k_", ms=14, label="fp32 storage (control)")
     ax.plot(x + 0.2, sft_f, "k_", ms=14)
     ax.legend(fontsize=7)
-    return Verdict(
-        "gate3.sparsity", status,
-        f"RL {rl_e.text('.2f')} vs SFT {sft_e.text('.2f')} (diff {diff.text('.2f')})",
+    return Measurement(
+        status, f"RL {rl_e.text('.2f')} vs SFT {sft_e.text('.2f')} (diff {diff.text('.2f')}); over parameters that "
+                f"received a gradient RL {rl_el.text('.2f')} vs SFT {sft_el.text('.2f')}",
         numbers={"rl_sparsity": rl_e, "sft_sparsity": sft_e, "difference": diff,
-                 "rl_sparsity_fp32": over_seeds(rl_f), "sft_sparsity_fp32": over_seeds(sft_f),
-                 "rl_gain": over_seeds(gains[0]), "sft_gain": over_seeds(gains[1]),
-                 "rl_steps": over_seeds([r.summary["stopped_at"] for r in rl_runs]),
-                 "sft_steps": over_seeds([r.summary["stopped_at"] for r in sft_runs])},
-        controls={"negative: fp32 storage (master weights, bitwise)": neg,
-                  "positive: planted sub-ULP vs large updates": pos},
-        figures=[save_figure(fig, ctx, "gate3.sparsity")],
-        notes=[f"RL stopped at {[r.summary['stopped_at'] for r in rl_runs]} steps ({[r.summary['reason'] for r in rl_runs]}), "
-               f"SFT at {[r.summary['stopped_at'] for r in sft_runs]} ({[r.summary['reason'] for r in sft_runs]}); "
-               f"gains RL {np.round(gains[0], 3).tolist()}, SFT {np.round(gains[1], 3).tolist()}."],
+                 "rl_sparsity_eligible": rl_el, "sft_sparsity_eligible": sft_el, "untouched_share": untouched,
+                 "rl_sparsity_fp32": over_seeds(rl_f), "sft_sparsity_fp32": over_seeds(sft_f)},
+        controls=[negative("fp32 storage (master weights, float32 bits)", neg),
+                  positive("planted sub-ULP vs large updates", pos)],
+        figures=[fig], runs=rl_runs + sft_runs,
+        notes=[f"{100 * untouched.mean:.1f} % of the parameters never received a gradient (unused embedding and "
+               "position rows); they count as unchanged in the first pair of numbers and are left out of the second."],
     )
-
-
-register(Claim("gate3.sparsity", ("C1", "C6"), "bf16 update sparsity: RL above SFT",
-               "RL 36-92 %, SFT 0.6-18.8 %",
-               f"per-seed RL-SFT sparsity difference CI > 0 and RL sparsity CI above {MIN_RL_SPARSITY}",
-               run_sparsity, ("fp32 storage", "planted sub-ULP updates")))
 
 
 def decide_sweep(lrs, sparsity_by_lr) -> tuple[str, float]:
@@ -106,31 +127,45 @@ def decide_sweep(lrs, sparsity_by_lr) -> tuple[str, float]:
     return INCONCLUSIVE, rho
 
 
-def run_lr_sweep(ctx) -> Verdict:
-    """gate3.lr_sweep (C6): RL sparsity across learning rates at a fixed step count."""
+def _sweep_runs(p):
+    return [p.rl(s, lr=lr, steps=p.sweep_steps, matched=False) for lr in p.lr_sweep for s in p.seeds[:2]]
+
+
+@claim("gate3.lr_sweep", paper=("C6",), title="sparsity disappears as the learning rate grows",
+       paper_number="no numbers (qualitative)",
+       rule="Spearman rho(lr, sparsity) <= -0.8, sparsity >= 0.5 at the smallest lr and < 0.1 at the largest",
+       runs=_sweep_runs)
+def lr_sweep(ctx) -> Measurement:
+    """gate3.lr_sweep (C6): RL sparsity across learning rates at a fixed step count; fp32 storage as control."""
     p = ctx.profile
     seeds = p.seeds[:2]
     runs = {lr: [ctx.rl(s, lr=lr, steps=p.sweep_steps, matched=False) for s in seeds] for lr in p.lr_sweep}
     bf = [[bf16_sparsity(r) for r in runs[lr]] for lr in p.lr_sweep]
-    fp = [[bf16_sparsity(r, master=True) for r in runs[lr]] for lr in p.lr_sweep]
+    fp = [[fp32_sparsity(r) for r in runs[lr]] for lr in p.lr_sweep]
     status, rho = decide_sweep(p.lr_sweep, bf)
-    neg, _ = decide_sweep(p.lr_sweep, fp)
+    neg, neg_rho = decide_sweep(p.lr_sweep, fp)
     planted = [[_sub_ulp_share(lr) for _ in seeds] for lr in p.lr_sweep]
     pos, _ = decide_sweep(p.lr_sweep, planted)
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.semilogx(p.lr_sweep, [np.mean(v) for v in bf], "o-", label="bf16 export")
-    ax.semilogx(p.lr_sweep, [np.mean(v) for v in fp], "s--", label="fp32 master (control)")
+    ax.semilogx(p.lr_sweep, [np.mean(v) for v in fp], "s--", label="fp32 storage (control, float32 bits)")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("update sparsity (share unchanged)")
     ax.set_title(f"C6: RL sparsity vs learning rate ({p.sweep_steps} steps)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7)
-    return Verdict(
-        "gate3.lr_sweep", status,
-        "sparsity " + ", ".join(f"{lr:g}: {np.mean(v):.2f}" for lr, v in zip(p.lr_sweep, bf)) + f" (rho {rho:.2f})",
-        numbers={f"sparsity@{lr:g}": over_seeds(v) for lr, v in zip(p.lr_sweep, bf)} | {"spearman_rho": rho},
-        controls={"negative: fp32 storage": neg, "positive: planted Adam-like steps of size lr": pos},
-        figures=[save_figure(fig, ctx, "gate3.lr_sweep")],
+    return Measurement(
+        status,
+        "sparsity " + ", ".join(f"{lr:g}: {np.mean(v):.2f}" for lr, v in zip(p.lr_sweep, bf)) + f" (rho {rho:.2f}); "
+        "fp32 storage " + ", ".join(f"{np.mean(v):.2f}" for v in fp),
+        numbers={f"sparsity@{lr:g}": over_seeds(v) for lr, v in zip(p.lr_sweep, bf)}
+        | {f"fp32_sparsity@{lr:g}": over_seeds(v) for lr, v in zip(p.lr_sweep, fp)}
+        | {"spearman_rho": rho, "fp32_spearman_rho": neg_rho},
+        controls=[negative("fp32 storage (master weights, float32 bits)", neg),
+                  positive("planted Adam-like steps of size lr", pos)],
+        figures=[fig], runs=[r for v in runs.values() for r in v],
+        notes=["The negative control compares the fp32 master weights bit for bit (float32), so only parameters that "
+               "never received an update count as unchanged; it must not show the precision readout."],
     )
 
 
@@ -141,11 +176,6 @@ def _sub_ulp_share(lr: float, steps: int = 21) -> float:
     w0 = to_bf16(rng.normal(0, 0.1, 4096)).astype(np.float32)
     d = lr * rng.choice([-1.0, 1.0], size=(steps,) + w0.shape).sum(axis=0)
     return 1.0 - float(np.mean(changed_mask_bitwise(w0, to_bf16(w0 + d))))
-
-
-register(Claim("gate3.lr_sweep", ("C6",), "sparsity disappears as the learning rate grows",
-               "no numbers (qualitative)", "Spearman rho(lr, sparsity) <= -0.8, sparsity >= 0.5 at the smallest lr and < 0.1 at the largest",
-               run_lr_sweep, ("fp32 storage", "planted steps")))
 
 
 def probe_counts(runs, eta: float) -> dict[str, int]:
@@ -169,7 +199,10 @@ def decide_probe(counts) -> str:
     return REPRODUCED if counts["relative_mismatch"] == 0 else NOT_REPRODUCED
 
 
-def run_probes(ctx) -> Verdict:
+@claim("gate3.probes", paper=("C2",), title="the 1e-3 relative probe equals bitwise equality; 1e-5 absolute probe errs",
+       paper_number="eta < 2^-9 equals bitwise; absolute probe wrong for large and tiny weights",
+       rule="0 mismatches between the eta=1e-3 probe and bitwise bf16 equality", runs=_main_runs)
+def probes(ctx) -> Measurement:
     """gate3.probes (C2): the eta=1e-3 relative probe against bitwise bf16 truth; absolute-probe errors."""
     runs = [ctx.rl(s) for s in ctx.profile.seeds] + [ctx.sft(s) for s in ctx.profile.seeds]
     c = probe_counts(runs, 1e-3)
@@ -181,21 +214,15 @@ def run_probes(ctx) -> Verdict:
            [c["relative_mismatch"] / c["n"], c["absolute_false_changed"] / c["n"], c["absolute_false_equal"] / c["n"]])
     ax.set_ylabel("share of all weights")
     ax.set_title("C2: probe errors against bitwise bf16 truth")
-    return Verdict(
-        "gate3.probes", decide_probe(c),
+    return Measurement(
+        decide_probe(c),
         f"relative probe mismatches {c['relative_mismatch']}/{c['n']}; absolute probe false changed "
         f"{c['absolute_false_changed']}, false equal {c['absolute_false_equal']}",
         numbers={k: float(v) for k, v in c.items()},
-        controls={"negative: eta = 2^-7 (too loose)": neg, "positive: hand-made pairs": pos},
-        figures=[save_figure(fig, ctx, "gate3.probes")],
+        controls=[negative("eta = 2^-7 (too loose)", neg), positive("hand-made pairs", pos)],
+        figures=[fig], runs=runs,
         notes=["Absolute probe read on the fp32 master weights (what a float32 checkpoint diff sees), truth on the bf16 export."],
     )
-
-
-register(Claim("gate3.probes", ("C2",), "the 1e-3 relative probe equals bitwise equality; 1e-5 absolute probe errs",
-               "eta < 2^-9 equals bitwise; absolute probe wrong for large and tiny weights",
-               "0 mismatches between the eta=1e-3 probe and bitwise bf16 equality", run_probes,
-               ("eta = 2^-7", "hand-made pairs")))
 
 
 def decide_visibility(agreement: float) -> str:
@@ -220,7 +247,14 @@ def visibility_agreement(runs, ulp_scale: float = 1.0) -> tuple[float, float]:
     return agree / total, vis / total
 
 
-def run_visibility(ctx) -> Verdict:
+def _visibility_runs(p):
+    return [p.rl(s) for s in p.seeds] + [p.rl(s, precision="bf16") for s in p.seeds]
+
+
+@claim("gate3.visibility", paper=("C9", "C6"), title="a stored weight changes iff |dw| >= ULP/2",
+       paper_number="smallest visible relative change 0.195-0.391 %",
+       rule="half-ULP rule predicts the changed export for >= 99 % of weights", runs=_visibility_runs)
+def visibility(ctx) -> Measurement:
     """gate3.visibility (C9): half-ULP rule against measured export changes; the two storage regimes."""
     seeds = ctx.profile.seeds
     runs = [ctx.rl(s) for s in seeds]
@@ -236,15 +270,15 @@ def run_visibility(ctx) -> Verdict:
                                ("fp32 master + bf16 export", "bf16 every step"), "update sparsity (share unchanged)",
                                "C9: the two storage regimes (RL, matched gain)", (0, 1))
     ax.legend(fontsize=7)
-    return Verdict(
-        "gate3.visibility", status,
+    return Measurement(
+        status,
         f"half-ULP rule agrees on {agreement.text('.4f')} of weights; sparsity fp32-master {np.mean(master_sp):.2f}"
         f" vs bf16-every-step {np.mean(every_sp):.2f}",
         numbers={"agreement": agreement, "sparsity_fp32_master": over_seeds(master_sp),
                  "sparsity_bf16_every_step": over_seeds(every_sp),
                  "predicted_visible_exact": over_seeds([v for _, v in per_seed])},
-        controls={"negative: ULP of 4|w| (wrong threshold)": neg, "positive: synthetic updates": pos},
-        figures=[save_figure(fig, ctx, "gate3.visibility")],
+        controls=[negative("ULP of 4|w| (wrong threshold)", neg), positive("synthetic updates", pos)],
+        figures=[fig], runs=runs + every,
         notes=["bf16-every-step runs keep optimizer state in fp32 and round parameters after every update."],
     )
 
@@ -256,7 +290,3 @@ def _planted_disagreement() -> float:
     return float(np.mean(half_ulp_rule(w0, d) != changed_mask_bitwise(w0, to_bf16(w0 + d))))
 
 
-register(Claim("gate3.visibility", ("C9", "C6"), "a stored weight changes iff |dw| >= ULP/2",
-               "smallest visible relative change 0.195-0.391 %",
-               "half-ULP rule predicts the changed export for >= 99 % of weights", run_visibility,
-               ("ULP of 4|w|", "synthetic updates")))

@@ -1,0 +1,71 @@
+"""The fine-tuning optimizer: AdamW or plain SGD with the learning rate as a traced argument.
+
+``optax.adamw(lr)`` bakes ``lr`` into the compiled step, so every learning rate of a sweep would
+compile its own step. Here the optimizer is split into a static core (``scale_by_adam`` and decoupled
+weight decay for AdamW; weight decay alone for SGD) and the scaling by ``-lr`` done in the update
+(``optax.scale(-lr)`` with a traced ``lr``), which is the same arithmetic as ``optax.adamw``
+(``scale_by_learning_rate`` multiplies by ``-lr`` last). One compiled step then serves every learning rate and seed of a shape.
+
+The update also applies an optional 0/1 mask (masked fine-tuning: a frozen coordinate receives an
+update of exactly -0.0, after weight decay and the learning rate, so it keeps its bits) and the storage rule of the precision mode, and returns the
+fp32 change it intended (before bf16 storage rounding), from which the regime numbers are measured.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from toy_models.storage import after_update
+
+
+@dataclass(frozen=True)
+class OptimSpec:
+    """The static part of the optimizer (everything but the learning rate)."""
+
+    name: Literal["adamw", "sgd"] = "adamw"
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def core(self) -> optax.GradientTransformation:
+        """The optimizer without its ``-lr`` scaling: scale_by_adam + decoupled weight decay (AdamW), or
+        weight decay alone (SGD: the update direction is the gradient itself)."""
+        decay = optax.add_decayed_weights(self.weight_decay) if self.weight_decay > 0 else optax.identity()
+        if self.name == "sgd":
+            return decay
+        return optax.chain(optax.scale_by_adam(b1=self.b1, b2=self.b2, eps=self.eps), decay)
+
+
+def transform(spec: OptimSpec, lr, mask=None) -> optax.GradientTransformation:
+    """The whole update rule ``-lr * core(g)``, restricted to the trainable coordinates of ``mask`` (a 0/1
+    pytree like the parameters, or None) by ``toy_models.masks.masked_optimizer``: a frozen coordinate gets
+    an update of exactly -0.0, after weight decay and the learning rate. Built inside the jitted step, so
+    ``lr`` and ``mask`` may be traced."""
+    rule = optax.chain(spec.core(), optax.scale(-lr))
+    if mask is None:
+        return rule
+    from toy_models.masks import masked_optimizer
+
+    return masked_optimizer(rule, mask)
+
+
+def init_opt_state(spec: OptimSpec, params):
+    """Optimizer state for ``params`` (the same structure with or without a mask, for every lr)."""
+    return transform(spec, 1.0).init(params)
+
+
+def apply_update(spec: OptimSpec, mode: str, lr, params, opt_state, grads, mask=None):
+    """One optimizer step ``w <- store(w + transform(spec, lr, mask)(g))``.
+
+    Returns (stored params, new optimizer state, change) where ``change`` is the fp32 update the optimizer
+    asked for, before the storage rule of ``mode`` rounds the result (``toy_models.storage``)."""
+    change, opt_state = transform(spec, lr, mask).update(grads, opt_state, params)
+    change = jax.tree.map(lambda u: u.astype(jnp.float32), change)
+    new = jax.tree.map(lambda p, u: p + u, params, change)
+    return after_update(new, mode), opt_state, change

@@ -1,0 +1,219 @@
+"""Executing a plan: base models first, then the missing fine-tuning runs, in one of three places.
+
+- in this process, one run after another (``workers=1``);
+- in ``workers`` local processes (``--workers N``), each with ``cores // N`` compute threads;
+- as Ray tasks on a cluster (``--executor ray [--address ADDR]``, the optional ``ray`` extra). A task
+  writes into the driver's run cache when the cluster shares that folder; otherwise it trains into a
+  temporary folder and returns the run's files to the driver, which unpacks them into its cache.
+
+A run is a pure function of its spec (and of the source, whose hash is part of the cache key and is
+checked against every remote worker's), so where it ran never changes its result; tests compare the
+run files and verdicts of the three executors.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+from toy_models.config import ConfigError, from_dict, to_dict
+from toy_models.progress import Progress
+
+RAY_HINT = "The ray executor needs the optional extra: pip install -e '.[ray]'."
+
+
+def default_workers() -> int:
+    """Worker processes for this machine: one per core, at most one per 3 GiB of memory."""
+    cores = os.cpu_count() or 1
+    try:
+        mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        mem_gib = 8.0
+    return max(1, min(cores, int(mem_gib // 3)))
+
+
+def thread_flags(threads: int) -> str:
+    """XLA_FLAGS that limit XLA's CPU compute threads (so N workers share the cores instead of fighting)."""
+    if threads <= 1:
+        return "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    return f"intra_op_parallelism_threads={threads}"
+
+
+# ------------------------------------------------------------------------------------------------
+# work items: a base config or a run spec, as plain dicts (picklable, and checked on arrival)
+
+
+def _item(obj) -> tuple[str, dict]:
+    from toy_models.pretrain import BaseConfig
+
+    return ("base" if isinstance(obj, BaseConfig) else "run", to_dict(obj))
+
+
+def _label(kind: str, data: dict) -> str:
+    if kind == "base":
+        return f"base d_model {data['model']['d_model']}"
+    t = data["train"]
+    return f"{t['method']} seed {t['seed']} lr {t['lr']:g}"
+
+
+def _do(kind: str, data: dict, quiet: bool) -> dict:
+    """Execute one work item in this process; returns its directory name and summary line."""
+    from toy_models.finetune import RunSpec, finetune
+    from toy_models.pretrain import BaseConfig, pretrain
+    from toy_models.runs import source_hash
+
+    t0 = time.time()
+    if kind == "base":
+        base = pretrain(from_dict(BaseConfig, data), quiet=quiet)
+        return {"dir": base.directory.name, "source": source_hash(), "line": f"{time.time() - t0:.0f} s"}
+    res = finetune(from_dict(RunSpec, data), quiet=quiet)
+    s = res.summary
+    return {"dir": res.directory.name, "source": source_hash(),
+            "line": f"{s['stopped_at']} steps ({s['reason']}), gain {s['gain']:+.3f}, {time.time() - t0:.0f} s"}
+
+
+def _worker_task(kind: str, data: dict) -> dict:
+    return _do(kind, data, quiet=True)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def execute(plan, *, workers: int = 1, executor: str = "local", address: str | None = None, quiet: bool = False) -> None:
+    """Run the plan's missing bases, then its missing runs, on the chosen executor."""
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"Option `--executor` must be 'local' or 'ray', got {executor!r}.")
+    if workers < 1:
+        raise ConfigError(f"Option `--workers` must be at least 1, got {workers}.")
+    stages = [[_item(b) for b in plan.missing_bases()], [_item(s) for s in plan.missing_runs()]]
+    total = sum(len(s) for s in stages)
+    if total == 0:
+        return
+    bar = Progress(f"plan {plan.profile.name}", total, quiet, unit="run")
+    done = [0]
+
+    def finished(kind, data, result):
+        done[0] += 1
+        bar.update(done[0])
+        if not quiet and not sys.stderr.isatty():
+            sys.stderr.write(f"[{done[0]}/{total}] {_label(kind, data)}: {result['line']}\n")
+
+    try:
+        for stage in stages:
+            if not stage:
+                continue
+            if executor == "ray":
+                _run_ray(stage, address, finished)
+            elif workers == 1:
+                for kind, data in stage:
+                    finished(kind, data, _do(kind, data, quiet))
+            else:
+                _run_pool(stage, workers, finished)
+    finally:
+        bar.close()
+
+
+def _run_pool(stage, workers: int, finished) -> None:
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    saved = os.environ.get("XLA_FLAGS")
+    os.environ["XLA_FLAGS"] = ((saved + " ") if saved else "") + thread_flags(threads)
+    try:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(workers, len(stage)), mp_context=ctx) as pool:
+            futures = {pool.submit(_worker_task, kind, data): (kind, data) for kind, data in stage}
+            for fut in as_completed(futures):
+                kind, data = futures[fut]
+                finished(kind, data, fut.result())
+    finally:
+        if saved is None:
+            os.environ.pop("XLA_FLAGS", None)
+        else:
+            os.environ["XLA_FLAGS"] = saved
+
+
+# ------------------------------------------------------------------------------------------------
+# Ray
+
+
+def _ray_task(kind: str, data: dict, driver_root: str, driver_source: str, driver_base: dict | None) -> dict:
+    """Run one item on a Ray worker: into the driver's cache if this machine sees it, else into a temporary
+    folder whose files are returned (with the base model the run started from)."""
+    from toy_models.runs import source_hash
+
+    if source_hash() != driver_source:
+        raise RuntimeError(f"Ray worker code differs from the driver's (source hash {source_hash()} vs {driver_source}).")
+    root = Path(driver_root)
+    shared = root.is_dir() and os.access(root, os.W_OK)
+    tmp = None if shared else tempfile.mkdtemp(prefix="threegate-ray-")
+    os.environ["THREEGATE_RUNS"] = str(root if shared else tmp)
+    try:
+        if not shared and driver_base is not None:  # the base travels with the task
+            _unpack(driver_base["tar"], Path(tmp))
+        result = _do(kind, data, quiet=True)
+        if not shared:
+            result["tar"] = _pack(Path(tmp), result["dir"])
+        return result
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _pack(root: Path, name: str) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(root / name, arcname=name)
+    return buf.getvalue()
+
+
+def _unpack(blob: bytes, root: Path) -> None:
+    """Unpack a run folder into ``root`` atomically (into a temporary folder, then rename)."""
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".unpack-"))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
+            tar.extractall(tmp, filter="data")
+        for entry in tmp.iterdir():
+            target = root / entry.name
+            if not target.exists():
+                os.replace(entry, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run_ray(stage, address: str | None, finished) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(RAY_HINT) from None
+    from toy_models.runs import run_dir, runs_root, source_hash
+    from toy_models.pretrain import BaseConfig
+
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 **({} if address else {"num_cpus": os.cpu_count() or 1}))
+    root = runs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    remote = ray.remote(num_cpus=1)(_ray_task)
+    futures = {}
+    for kind, data in stage:
+        base_blob = None
+        if kind == "run":
+            base_dir = run_dir("base", from_dict(BaseConfig, data["base"]))
+            if base_dir.exists():
+                base_blob = {"tar": _pack(base_dir.parent, base_dir.name)}
+        futures[remote.remote(kind, data, str(root), source_hash(), base_blob)] = (kind, data)
+    pending = list(futures)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        result = ray.get(ready[0])
+        if "tar" in result:
+            _unpack(result.pop("tar"), root)
+        finished(*futures[ready[0]], result)
