@@ -73,6 +73,7 @@ class FinetuneConfig:
     devices: int = 1
     seed: int = 0
     data_seed: int | None = None  # order of the training prompts (None: derived from seed)
+    on_nan: Literal["raise", "stop"] = "raise"  # "stop": finish at the last good step with reason "diverged"
 
     def __post_init__(self):
         check(self.method in METHODS, "train.method", f"must be one of {list(METHODS)}, got {self.method!r}")
@@ -95,6 +96,7 @@ class FinetuneConfig:
         check(all(s >= 1 for s in self.snapshot_steps), "train.snapshot_steps", "must hold positive steps")
         check(self.checkpoint_every >= 1, "train.checkpoint_every", f"must be positive, got {self.checkpoint_every}")
         check(self.devices >= 1, "train.devices", f"must be positive, got {self.devices}")
+        check(self.on_nan in ("raise", "stop"), "train.on_nan", f"must be 'raise' or 'stop', got {self.on_nan!r}")
 
     def optim(self) -> OptimSpec:
         """The static part of the optimizer (everything but the learning rate)."""
@@ -257,8 +259,10 @@ class _Setup:
         self.heldout = build_pool(tasks, size, t.eval_problems, P, C, t.seed, heldout=True)
         probe = build_probe(base.graphdef, mcfg, self.ref_params, self.heldout, t.probe_size, P, C, t.seed)
         adapter = spec.adapter if spec.adapter.kind != "none" else None
+        # lora, pissa and milora differ only in their initial factors: one compiled step serves the three
+        merge_cfg = dataclasses.replace(adapter, kind="lora") if adapter and adapter.kind in ("pissa", "milora") else adapter
         self.statics = StepStatics(base.graphdef, mcfg, t.method, spec.rl, t.optim(), t.precision, P, C, t.batch_size,
-                                   _sharding(t.devices), adapter)
+                                   _sharding(t.devices), merge_cfg)
         mask = None
         if spec.mask.kind != "none":
             mask = masks_tree(self.ref_params, build_masks(flat_params(self.ref_params), spec.mask))
@@ -337,10 +341,13 @@ def finetune(spec: RunSpec, *, base: Base | None = None, quiet: bool = False, fo
             for r in records[:bad]:
                 log.write(r)
             _save_resume(directory, step + bad, state, {"base_acc": base_acc})
-            progress.close()
-            raise TrainingDiverged(
-                f"Training hit NaN/Inf at step {step + bad + 1} (loss {records[bad][loss_key]}); the last good checkpoint "
-                f"(step {step + bad}) is in {directory / 'checkpoint'}.")
+            message = (f"Training hit NaN/Inf at step {step + bad + 1} (loss {records[bad][loss_key]}); the last good "
+                       f"checkpoint (step {step + bad}) is in {directory / 'checkpoint'}.")
+            if t.on_nan == "raise":
+                progress.close()
+                raise TrainingDiverged(message)
+            step, reason, last = step + bad, "diverged", (records[bad - 1] if bad else last)
+            break
         step, last = end, records[-1]
         params = setup.params(state)
         if step % t.eval_every == 0 or step == t.max_steps:
@@ -372,6 +379,7 @@ def finetune(spec: RunSpec, *, base: Base | None = None, quiet: bool = False, fo
         "kl_to_base_final": last.get("kl/to_base_exact", 0.0),
         "regime": _regime(setup, state, params, spec, step),
         "seconds": round(time.time() - t0, 2),
+        **({"diverged_at": step + 1} if reason == "diverged" else {}),
     }
     atomic_write_json(directory / "summary.json", summary)
     return RunResult(spec, directory, summary)

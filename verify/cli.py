@@ -13,7 +13,7 @@ from verify.execute import execute
 from verify.finish import finish
 from verify.plan import build_plan
 from verify.profiles import get_profile
-from verify.registry import INCONCLUSIVE, Verdict, load_all
+from verify.registry import INCONCLUSIVE, SECTIONS, Verdict, load_all
 from verify.report import line, write_report
 from verify.runs import Context
 
@@ -101,7 +101,9 @@ def run_claims(target: str, profile_name: str, out: str | None, *, quiet: bool =
     meta = {"seeds": list(profile.seeds), "base_dir": str(base.directory), "base_pass_rates": base.pass_rates,
             "seconds": round(time.time() - t0, 1), "seconds_training": round(t_exec, 1),
             "runs": len(plan.runs), "runs_executed": missing, "workers": workers, "executor": executor}
-    md = write_report(out_dir, profile.name, [(c, v) for c, v, _ in results], meta)
+    pairs = [(c, v) for c, v, _ in results]
+    meta["sections"] = [text for text in (fn(pairs) for fn in SECTIONS) if text]
+    md = write_report(out_dir, profile.name, pairs, meta)
     print("")
     for c, v, sec in results:
         print(f"[{sec:6.1f} s] " + line(c, v) if not quiet else line(c, v))

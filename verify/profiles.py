@@ -16,9 +16,29 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import math
+
+from theory.precision import half_ulp_bf16
 from toy_models.config import ConfigError
 from toy_models.finetune import FINETUNE_PRESETS, RL_LR, SFT_LR, RunSpec
 from toy_models.pretrain import PRESETS as BASE_PRESETS, BaseConfig
+
+
+RLVR_TARGET_STEP_RATIO = 0.03  # the middle of the published band 0.016 to 0.033 (docs/science.md, 'Regime')
+ADAM_NOISE_STEP = math.sqrt((1 - 0.9) / (1 + 0.9))  # RMS of Adam's m/sqrt(v) for zero-mean i.i.d. gradients
+TINY_BASE_MEDIAN_ABS_W = 0.1235  # median |w| over the weight matrices of the tiny base (docs/science.md, 'Regime' table)
+
+
+def rlvr_lr(median_abs_w: float, target_step_ratio: float = RLVR_TARGET_STEP_RATIO) -> float:
+    """The RL learning rate whose Adam step is ``target_step_ratio`` half-ULPs of the median weight.
+
+    Rule (fixed before any verdict of the rlvr profile was read): Adam moves a coordinate by lr |m/sqrt(v)|
+    per step; for RL gradients, which are mostly noise from one step to the next, |m/sqrt(v)| is about its
+    zero-mean i.i.d. value sqrt((1 - b1) / (1 + b1)) = 0.229 (b1 = 0.9). So the per-step change in units of
+    half a bf16 ULP of the median weight is lr * 0.229 / half_ulp(median |w|); solve for the target and
+    round to two significant digits. The measured step ratio of every run is reported beside its verdicts."""
+    lr = target_step_ratio * float(half_ulp_bf16(median_abs_w)) / ADAM_NOISE_STEP
+    return float(f"{lr:.2g}")
 
 
 def base_config(preset: str, *, corpus: dict | None = None, train: dict | None = None, model: dict | None = None) -> BaseConfig:
@@ -106,6 +126,13 @@ PROFILES: dict[str, Profile] = {
                     pool_per_task=2048, prompts_per_step=16, num_generations=8,
                     lr_sweep=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2), sweep_steps=60, control_lr=0.05, control_steps=10,
                     description="the small base (d_model 64), 5 seeds, RL and SFT stopped at +10 points"),
+    "rlvr": Profile("rlvr", base_config("tiny"), seeds=(0, 1, 2), rl_lr=rlvr_lr(TINY_BASE_MEDIAN_ABS_W),
+                    sft_lr=float(f"{10 * rlvr_lr(TINY_BASE_MEDIAN_ABS_W):.2g}"), max_steps=3000, sft_max_steps=6000, target_gain=0.10,
+                    eval_every=20, eval_problems=64, probe_size=32, pool_per_task=512, prompts_per_step=16,
+                    num_generations=8, lr_sweep=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2), sweep_steps=60, control_lr=0.05,
+                    control_steps=10,
+                    description="the tiny base at a published-RLVR step size: RL lr by rlvr_lr (measured step ratio "
+                                "in 0.01-0.05), SFT at 10x, both to +10 points"),
 }
 
 

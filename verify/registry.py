@@ -141,6 +141,15 @@ def claim(claim_id: str, *, paper: tuple[str, ...], title: str, paper_number: st
     return register
 
 
+SECTIONS: list[Callable] = []  # (list of (Claim, Verdict)) -> markdown text or "" for report.md
+
+
+def report_section(fn: Callable) -> Callable:
+    """Decorator: ``fn(results)`` adds a section to report.md written from the verdicts (empty text: none)."""
+    SECTIONS.append(fn)
+    return fn
+
+
 def load_all() -> dict[str, Claim]:
     """Import every module of verify.claims and return the registry."""
     import verify.claims as pkg

@@ -161,7 +161,7 @@ def _synthetic_fisher_ratio(seed: int, scale: float, n: int = 100) -> float:
     return float(np.median(out))
 
 
-@claim("gate1.fisher", paper=("C8",), title="the exact step KL equals 1/2 D^T F D to second order",
+@claim("gate1.fisher", paper=("C7",), title="the exact step KL equals 1/2 D^T F D to second order",
        paper_number="KL(pi_theta+D || pi_theta) = 1/2 D^T F D + O(|D|^3)",
        rule=f"median per-step ratio exact KL / (1/2 D^T F D) of RL runs within {FISHER_BAND} in every seed; mean outside {FISHER_FAIL} -> NOT REPRODUCED",
        runs=lambda p: [p.rl(s) for s in p.seeds] + [p.sft(s) for s in p.seeds] + [p.control(p.seeds[0])])
@@ -360,7 +360,7 @@ def _restricted_fisher(ctx, run, names):
     return A.T @ A / float(jnp.sum(m)), flat0
 
 
-@claim("gate1.weight_leash", paper=("C8",), title="per-layer weight leash |dW|_F <= sqrt(2 delta_W / mu_W)",
+@claim("gate1.weight_leash", paper=("C7",), title="per-layer weight leash |dW|_F <= sqrt(2 delta_W / mu_W)",
        paper_number="Prop 3.2 with the Schur complement (theory)",
        rule=f"bound holds and |dW|_F / bound >= {INFORMATIVE} in every seed -> REPRODUCED; violated -> NOT REPRODUCED; "
                "holds but vacuous (ratio below that) -> INCONCLUSIVE",
