@@ -9,6 +9,7 @@ writes about a dozen lines, not one per step. ``quiet`` shows nothing.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -16,6 +17,24 @@ LINE_EVERY_SHARE = 0.10
 LINE_EVERY_SECONDS = 30.0
 
 _shared = {"progress": None, "open": 0}
+_relay = {"send": None}  # set in worker processes: updates go to the parent, which displays them
+
+
+def relay_to(send) -> None:
+    """In a worker process: send every Progress event (a tuple) to ``send`` instead of displaying it; the
+    parent replays the events with ``replay`` so per-run bars still show where the work runs."""
+    _relay["send"] = send
+
+
+def replay(event: tuple, open_bars: dict, quiet: bool = False) -> None:
+    """Show, in this process, one event relayed from a worker: ("open" | "update" | "close", key, ...)."""
+    kind, key = event[0], event[1]
+    if kind == "open":
+        open_bars[key] = Progress(event[2], event[3], quiet, unit=event[4])
+    elif kind == "update" and key in open_bars:
+        open_bars[key].update(event[2], **event[3])
+    elif kind == "close" and key in open_bars:
+        open_bars.pop(key).close(event[2])
 
 
 def _rich_progress():
@@ -52,6 +71,10 @@ class Progress:
         self.done, self.next_share = 0, LINE_EVERY_SHARE
         self.tty = sys.stderr.isatty() and not quiet
         self.task = None
+        self.key = (os.getpid(), id(self))
+        if _relay["send"] is not None and not quiet:
+            _relay["send"](("open", self.key, label, self.total, unit))
+            return
         if self.tty:
             self.bar = _rich_progress()
             self.task = self.bar.add_task(label, total=self.total, status="")
@@ -59,6 +82,9 @@ class Progress:
     def update(self, done: int, **fields) -> None:
         """Record that ``done`` units are finished; ``fields`` (reward, KL, accuracy...) are shown beside it."""
         if self.quiet:
+            return
+        if _relay["send"] is not None:
+            _relay["send"](("update", self.key, done, fields))
             return
         self.done = done
         rate = done / max(time.time() - self.t0, 1e-9)
@@ -77,6 +103,9 @@ class Progress:
     def close(self, message: str = "") -> None:
         """Finish the bar, or write the closing line."""
         if self.quiet:
+            return
+        if _relay["send"] is not None:
+            _relay["send"](("close", self.key, message))
             return
         if self.tty:
             if self.task is not None:

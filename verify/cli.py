@@ -23,7 +23,9 @@ def enable_compilation_cache() -> None:
     import jax
 
     path = os.environ.get("THREEGATE_JAX_CACHE", os.path.abspath(".cache/jax"))
-    os.environ.setdefault("THREEGATE_JAX_CACHE", path)  # worker processes use the same cache
+    os.environ.setdefault("THREEGATE_JAX_CACHE", path)
+    os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", path)  # worker processes (local and Ray) use the same cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 

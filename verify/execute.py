@@ -1,14 +1,17 @@
 """Executing a plan: base models first, then the missing fine-tuning runs, in one of three places.
 
-- in this process, one run after another (``workers=1``);
-- in ``workers`` local processes (``--workers N``), each with ``cores // N`` compute threads;
+- in ``workers`` local worker processes (``--workers N``; 1 runs them one after another);
 - as Ray tasks on a cluster (``--executor ray [--address ADDR]``, the optional ``ray`` extra). A task
   writes into the driver's run cache when the cluster shares that folder; otherwise it trains into a
   temporary folder and returns the run's files to the driver, which unpacks them into its cache.
 
-A run is a pure function of its spec (and of the source, whose hash is part of the cache key and is
-checked against every remote worker's), so where it ran never changes its result; tests compare the
-run files and verdicts of the three executors.
+Every run executes in a worker process pinned to one core (``RUN_CORES``), local or on Ray: XLA sizes
+its CPU thread pool by the cores a process may use and partitions loops, and so the order of sums, by
+that size; with the core count fixed, a run is a pure function of its spec (and of the source, whose
+hash is part of the cache key and is checked against every remote worker's), so where it ran never
+changes its result. Tests compare the run files and verdicts of the executors bit for bit. (A run
+trained directly in a multi-core process, e.g. ``python -m toy_models rl``, may differ in its last bits.)
+Worker processes live for the whole plan, so each compiles a step once.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import shutil
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -40,11 +44,30 @@ def default_workers() -> int:
     return max(1, min(cores, int(mem_gib // 3)))
 
 
-def thread_flags(threads: int) -> str:
-    """XLA_FLAGS that limit XLA's CPU compute threads (so N workers share the cores instead of fighting)."""
-    if threads <= 1:
-        return "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    return f"intra_op_parallelism_threads={threads}"
+RUN_CORES = 1  # every run executes on exactly this many cores (see the module docstring)
+
+
+def _pin(index: int) -> None:
+    """Pin this process to RUN_CORES cores chosen by ``index``, before it starts JAX: XLA sizes its thread pool
+    by the CPUs a process may use and splits loops (and so sums) by it, so a fixed core count per run makes the
+    bits of a run independent of the executor and of how many runs share the machine."""
+    if not hasattr(os, "sched_setaffinity"):
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    start = (index * RUN_CORES) % len(cpus)
+    os.sched_setaffinity(0, set(cpus[start:start + RUN_CORES]) or {cpus[0]})
+
+
+def _init_worker(counter, events) -> None:
+    """Process-pool initializer: each worker takes the next core and relays its progress to the parent."""
+    with counter.get_lock():
+        index = counter.value
+        counter.value += 1
+    _pin(index)
+    if events is not None:
+        from toy_models.progress import relay_to
+
+        relay_to(events.put)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -80,11 +103,22 @@ def _do(kind: str, data: dict, quiet: bool) -> dict:
             "line": f"{s['stopped_at']} steps ({s['reason']}), gain {s['gain']:+.3f}, {time.time() - t0:.0f} s"}
 
 
-def _worker_task(kind: str, data: dict) -> dict:
-    return _do(kind, data, quiet=True)
+def _worker_task(kind: str, data: dict, quiet: bool) -> dict:
+    return _do(kind, data, quiet=quiet)
 
 
 # ------------------------------------------------------------------------------------------------
+
+
+def _show_events(events) -> None:
+    """Parent thread: display the progress events workers relay, until a None arrives."""
+    from toy_models.progress import replay
+
+    bars: dict = {}
+    while (event := events.get()) is not None:
+        replay(event, bars)
+    for bar in list(bars.values()):
+        bar.close()
 
 
 def execute(plan, *, workers: int = 1, executor: str = "local", address: str | None = None, quiet: bool = False) -> None:
@@ -107,36 +141,29 @@ def execute(plan, *, workers: int = 1, executor: str = "local", address: str | N
             sys.stderr.write(f"[{done[0]}/{total}] {_label(kind, data)}: {result['line']}\n")
 
     try:
-        for stage in stages:
-            if not stage:
-                continue
-            if executor == "ray":
-                _run_ray(stage, address, finished)
-            elif workers == 1:
-                for kind, data in stage:
-                    finished(kind, data, _do(kind, data, quiet))
-            else:
-                _run_pool(stage, workers, finished)
+        if executor == "ray":
+            for stage in stages:
+                if stage:
+                    _run_ray(stage, address, finished)
+            return
+        ctx = multiprocessing.get_context("spawn")
+        counter, events = ctx.Value("i", 0), (None if quiet else ctx.Manager().Queue())
+        shower = None if events is None else threading.Thread(target=_show_events, args=(events,), daemon=True)
+        if shower is not None:
+            shower.start()
+        try:
+            with ProcessPoolExecutor(max_workers=min(workers, max(len(s) for s in stages)), mp_context=ctx,
+                                     initializer=_init_worker, initargs=(counter, events)) as pool:
+                for stage in stages:  # bases first: runs start from them
+                    futures = {pool.submit(_worker_task, kind, data, quiet): (kind, data) for kind, data in stage}
+                    for fut in as_completed(futures):
+                        finished(*futures[fut], fut.result())
+        finally:
+            if shower is not None:
+                events.put(None)
+                shower.join()
     finally:
         bar.close()
-
-
-def _run_pool(stage, workers: int, finished) -> None:
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    saved = os.environ.get("XLA_FLAGS")
-    os.environ["XLA_FLAGS"] = ((saved + " ") if saved else "") + thread_flags(threads)
-    try:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(workers, len(stage)), mp_context=ctx) as pool:
-            futures = {pool.submit(_worker_task, kind, data): (kind, data) for kind, data in stage}
-            for fut in as_completed(futures):
-                kind, data = futures[fut]
-                finished(kind, data, fut.result())
-    finally:
-        if saved is None:
-            os.environ.pop("XLA_FLAGS", None)
-        else:
-            os.environ["XLA_FLAGS"] = saved
 
 
 # ------------------------------------------------------------------------------------------------
@@ -146,6 +173,8 @@ def _run_pool(stage, workers: int, finished) -> None:
 def _ray_task(kind: str, data: dict, driver_root: str, driver_source: str, driver_base: dict | None) -> dict:
     """Run one item on a Ray worker: into the driver's cache if this machine sees it, else into a temporary
     folder whose files are returned (with the base model the run started from)."""
+    if "jax" not in sys.modules:  # a fresh Ray worker: pin it before JAX starts (one core, chosen by pid)
+        _pin(os.getpid())
     from toy_models.runs import source_hash
 
     if source_hash() != driver_source:
