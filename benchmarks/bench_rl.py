@@ -56,7 +56,7 @@ def fresh_state(spec, s):
 def segment_vs_loop(preset: str, base: str, repeats: int) -> dict:
     """Seconds per step of a compiled segment and of the step loop, and sequences per step."""
     spec, s = setup(preset, base)
-    st, lr = s.statics, jnp.float32(spec.train.lr)
+    st, lr = s.statics, spec.train.hyper()
 
     def segment():
         out = train_segment(st, fresh_state(spec, s), s.data, lr, s.run_key, s.data_key, jnp.int32(0),
@@ -81,7 +81,7 @@ def segment_vs_loop(preset: str, base: str, repeats: int) -> dict:
 def vmap_seeds(base: str, repeats: int, n: int = 4) -> dict:
     """grpo_kl: n seeds' segments one after another against one vmapped segment over the seeds."""
     spec, s = setup("grpo_kl", base)
-    st, lr = s.statics, jnp.float32(spec.train.lr)
+    st, lr = s.statics, spec.train.hyper()
     keys = jax.random.split(jax.random.key(1), n)
 
     def one(state, key):

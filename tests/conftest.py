@@ -4,7 +4,6 @@ Choose with THREEGATE_HYPOTHESIS_PROFILE=ci|dev (default: ci)."""
 
 import os
 
-import toy_models  # noqa: F401  (sets the XLA determinism flag before any JAX computation runs)
 import jax
 import pytest
 from hypothesis import HealthCheck, settings

@@ -244,7 +244,7 @@ def test_compiled_segment_equals_the_step_loop(runs, mode):
 
     spec = run_preset("grpo_kl", "tiny", FAST + TINY_BASE + [f"train.precision={mode}"])
     setup = F._Setup(spec, F.pretrain(spec.base, quiet=True))
-    st, lr = setup.statics, jnp.float32(spec.train.lr)
+    st, lr = setup.statics, spec.train.hyper()
     fresh = lambda: init_state(setup.ref_params, init_opt_state(spec.train.optim(), setup.ref_params), setup.ref_params)  # noqa: E731
     seg, _, finite = train_segment(st, fresh(), setup.data, lr, setup.run_key, setup.data_key, jnp.int32(0), jnp.int32(4), 6)
     assert np.asarray(finite)[:4].all()

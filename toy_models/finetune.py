@@ -29,7 +29,7 @@ from toy_models.checkpoint import atomic_write_json, load_checkpoint, save_check
 from toy_models.config import ConfigError, apply_overrides, check
 from toy_models.interventions import EditConfig, apply_edit, check_edit_fits
 from toy_models.masks import MaskConfig, build_masks, check_mask_fits, masks_tree
-from toy_models.optim import OptimSpec, init_opt_state
+from toy_models.optim import OptimSpec, hyperparameters, init_opt_state
 from toy_models.pool import build_pool, build_probe
 from toy_models.pretrain import PRESETS as BASE_PRESETS, Base, BaseConfig, pretrain
 from toy_models.progress import Progress
@@ -101,6 +101,10 @@ class FinetuneConfig:
     def optim(self) -> OptimSpec:
         """The static part of the optimizer (everything but the learning rate)."""
         return OptimSpec(self.optimizer, self.b1, self.b2, self.eps, self.weight_decay)
+
+    def hyper(self) -> dict:
+        """The traced optimizer numbers of this run (the learning rate)."""
+        return hyperparameters(self.lr)
 
 
 @dataclass(frozen=True)
@@ -331,7 +335,7 @@ def finetune(spec: RunSpec, *, base: Base | None = None, quiet: bool = False, fo
     ends = segment_ends(t)
     length = max(b - a for a, b in zip([0] + ends, ends))
     for end in (e for e in ends if e > step):
-        state, metrics, finite = train_segment(setup.statics, state, setup.data, jnp.float32(t.lr), setup.run_key,
+        state, metrics, finite = train_segment(setup.statics, state, setup.data, t.hyper(), setup.run_key,
                                                setup.data_key, jnp.int32(step), jnp.int32(end - step), length)
         metrics, finite = jax.device_get((metrics, finite))  # one transfer per segment
         finite = finite[: end - step]

@@ -25,7 +25,10 @@ from toy_models.storage import after_update
 
 @dataclass(frozen=True)
 class OptimSpec:
-    """The static part of the optimizer (everything but the learning rate)."""
+    """The static part of the optimizer: its kind and constants (b1, b2, eps, weight decay). The learning
+    rate is traced (``hyper``), so one compiled step serves every learning rate. (Tracing the constants too
+    would share even more compilations, but then XLA fuses the compiled loop and the lone step differently
+    and they stop agreeing bit for bit; rarely varied constants are not worth that.)"""
 
     name: Literal["adamw", "sgd"] = "adamw"
     b1: float = 0.9
@@ -42,12 +45,17 @@ class OptimSpec:
         return optax.chain(optax.scale_by_adam(b1=self.b1, b2=self.b2, eps=self.eps), decay)
 
 
-def transform(spec: OptimSpec, lr, mask=None) -> optax.GradientTransformation:
+def hyperparameters(lr: float) -> dict:
+    """The traced optimizer numbers (the learning rate) as float32 scalars."""
+    return {"lr": jnp.float32(lr)}
+
+
+def transform(spec: OptimSpec, hyper, mask=None) -> optax.GradientTransformation:
     """The whole update rule ``-lr * core(g)``, restricted to the trainable coordinates of ``mask`` (a 0/1
     pytree like the parameters, or None) by ``toy_models.masks.masked_optimizer``: a frozen coordinate gets
     an update of exactly -0.0, after weight decay and the learning rate. Built inside the jitted step, so
-    ``lr`` and ``mask`` may be traced."""
-    rule = optax.chain(spec.core(), optax.scale(-lr))
+    ``hyper`` and ``mask`` may be traced."""
+    rule = optax.chain(spec.core(), optax.scale(-hyper["lr"]))
     if mask is None:
         return rule
     from toy_models.masks import masked_optimizer
@@ -56,16 +64,16 @@ def transform(spec: OptimSpec, lr, mask=None) -> optax.GradientTransformation:
 
 
 def init_opt_state(spec: OptimSpec, params):
-    """Optimizer state for ``params`` (the same structure with or without a mask, for every lr)."""
-    return transform(spec, 1.0).init(params)
+    """Optimizer state for ``params`` (the same structure with or without a mask, for every value)."""
+    return transform(spec, hyperparameters(1.0)).init(params)
 
 
-def apply_update(spec: OptimSpec, mode: str, lr, params, opt_state, grads, mask=None):
-    """One optimizer step ``w <- store(w + transform(spec, lr, mask)(g))``.
+def apply_update(spec: OptimSpec, mode: str, hyper, params, opt_state, grads, mask=None):
+    """One optimizer step ``w <- store(w + transform(spec, hyper, mask)(g))``.
 
     Returns (stored params, new optimizer state, change) where ``change`` is the fp32 update the optimizer
     asked for, before the storage rule of ``mode`` rounds the result (``toy_models.storage``)."""
-    change, opt_state = transform(spec, lr, mask).update(grads, opt_state, params)
+    change, opt_state = transform(spec, hyper, mask).update(grads, opt_state, params)
     change = jax.tree.map(lambda u: u.astype(jnp.float32), change)
     new = jax.tree.map(lambda p, u: p + u, params, change)
     return after_update(new, mode), opt_state, change

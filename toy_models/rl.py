@@ -173,10 +173,10 @@ def _take(logp_BCV, comp_BC):
     return jnp.take_along_axis(logp_BCV, comp_BC[..., None], axis=-1)[..., 0]
 
 
-def rl_step(st: StepStatics, trainable, opt_state, data: StepData, keys, lr, probe_lp_old) -> StepOut:
+def rl_step(st: StepStatics, trainable, opt_state, data: StepData, keys, hyper, probe_lp_old) -> StepOut:
     """One GRPO-family step: sample G completions per prompt, verify, advantages, num_iterations updates.
 
-    ``keys`` = (data-order key, sampling key) of this step; ``lr`` is traced (one compile for every lr)."""
+    ``keys`` = (data-order key, sampling key) of this step; ``hyper`` (learning rate and optimizer constants) is traced: one compile serves them all."""
     rl = st.rl
     G = rl.num_generations
     params = materialize(st, trainable, data)
@@ -192,7 +192,7 @@ def rl_step(st: StepStatics, trainable, opt_state, data: StepData, keys, lr, pro
     new, stats, change, grads_sum = trainable, {}, None, None
     for _ in range(rl.num_iterations):
         (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(new)
-        new, opt_state, step_change = apply_update(st.optim, st.mode, lr, new, opt_state, grads, data.mask)
+        new, opt_state, step_change = apply_update(st.optim, st.mode, hyper, new, opt_state, grads, data.mask)
         change = step_change if change is None else jax.tree.map(jnp.add, change, step_change)
         grads_sum = grads if grads_sum is None else jax.tree.map(jnp.add, grads_sum, grads)
 

@@ -60,10 +60,10 @@ def _all_finite(tree) -> jnp.ndarray:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def _body(st: StepStatics, data: StepData, lr, run_key, data_key, carry, step):
+def _body(st: StepStatics, data: StepData, hyper, run_key, data_key, carry, step):
     state, probe_lp = carry
     keys = (jax.random.fold_in(data_key, step), jax.random.fold_in(run_key, step))
-    out = STEP_FUNCTIONS[st.method](st, state.trainable, state.opt_state, data, keys, lr, probe_lp)
+    out = STEP_FUNCTIONS[st.method](st, state.trainable, state.opt_state, data, keys, hyper, probe_lp)
     finite = _all_finite(out.trainable) & jnp.isfinite(out.metrics[LOSS_KEY[st.method]])
     take = state.ok & finite
     pick = lambda new, old: jax.tree.map(lambda a, b: jnp.where(take, a, b), new, old)  # noqa: E731
@@ -79,14 +79,14 @@ def _body(st: StepStatics, data: StepData, lr, run_key, data_key, carry, step):
 
 
 @partial(jax.jit, static_argnames=("st", "length"), donate_argnames=("state",))
-def train_segment(st: StepStatics, state: TrainState, data: StepData, lr, run_key, data_key, start, count, length: int):
+def train_segment(st: StepStatics, state: TrainState, data: StepData, hyper, run_key, data_key, start, count, length: int):
     """Run steps ``start .. start + count - 1`` (global 0-based indices) in one compiled loop.
 
     ``count`` is traced and at most the static ``length`` (the buffer size of the per-step metrics), so
     one compilation serves segments of every length. Returns (state, metrics[length], finite[length]);
     entries at and after ``count`` are padding."""
     probe_lp = probe_logp(st, materialize(st, state.trainable, data), data.probe)
-    body = partial(_body, st, data, lr, run_key, data_key)
+    body = partial(_body, st, data, hyper, run_key, data_key)
     shapes = jax.eval_shape(body, (state, probe_lp), start)[1][0]
     buffers = jax.tree.map(lambda s: jnp.zeros((length,) + s.shape, s.dtype), shapes)
 
@@ -100,7 +100,7 @@ def train_segment(st: StepStatics, state: TrainState, data: StepData, lr, run_ke
 
 
 @partial(jax.jit, static_argnames=("st",))
-def train_step(st: StepStatics, state: TrainState, probe_lp, data: StepData, lr, run_key, data_key, step):
+def train_step(st: StepStatics, state: TrainState, probe_lp, data: StepData, hyper, run_key, data_key, step):
     """One step of the same body, jitted alone (the reference loop); returns (state, probe_lp, metrics, finite)."""
-    (state, probe_lp), (metrics, finite) = _body(st, data, lr, run_key, data_key, (state, probe_lp), step)
+    (state, probe_lp), (metrics, finite) = _body(st, data, hyper, run_key, data_key, (state, probe_lp), step)
     return state, probe_lp, metrics, finite

@@ -2,9 +2,9 @@
 of a run, the static description of its step, the per-step change and probe measurements, and the
 held-out accuracy.
 
-A step is a pure function ``step(statics, trainable, opt_state, data, keys, lr, probe_logp)`` ->
-``StepOut``: it jits once per ``StepStatics`` (shapes and options, never the learning rate or the
-seed), runs inside ``lax.scan`` (toy_models.segment), vmaps over seeds (benchmarks/) and shards its
+A step is a pure function ``step(statics, trainable, opt_state, data, keys, hyper, probe_logp)`` ->
+``StepOut``: it jits once per ``StepStatics`` (shapes and options, never the learning rate or the seed: the
+learning rate travels in the traced ``hyper`` dict), runs inside ``lax.scan`` (toy_models.segment), vmaps over seeds (benchmarks/) and shards its
 batch axis when given a sharding. ``trainable`` is the parameter state itself, or the adapter
 factors of an adapter run (``materialize`` merges them into full parameters).
 """
