@@ -66,28 +66,31 @@ def decide_leash(shares) -> str:
     return INCONCLUSIVE
 
 
-def _random_policy(rng, V):
-    return jax.nn.log_softmax(jnp.asarray(rng.normal(0, 1.5, V), jnp.float32))
+V_MAX = 12  # synthetic policies have 3..11 outcomes, padded to V_MAX with zero-probability entries
+
+
+def _random_policies(rng, n: int):
+    """(log-probs (n, V_MAX) of n random categorical policies with 3..11 outcomes, support mask (n, V_MAX)).
+    Entries beyond each policy's size get logit -inf (probability 0), so one batched call serves them all."""
+    sizes = rng.integers(3, V_MAX, n)
+    support = np.arange(V_MAX)[None, :] < sizes[:, None]
+    logits = np.where(support, rng.normal(0, 1.5, (n, V_MAX)), -np.inf)
+    return jax.nn.log_softmax(jnp.asarray(logits, jnp.float32), axis=-1), support
 
 
 def _synthetic_leash(seed: int, step: str, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """(KL(pi+ || pi), KL(q_tilde || pi)) for synthetic steps: 'tilt' moves part way to q_tilde
     (pi_t ∝ pi^(1-t) q_tilde^t, which obeys Prop 3.1), 'large' takes a big random logit step."""
     rng = np.random.default_rng(seed)
-    lhs, rhs = [], []
-    for _ in range(n):
-        V = int(rng.integers(3, 12))
-        lq = _random_policy(rng, V)
-        r = jnp.asarray(rng.integers(0, 2, V), jnp.float32)
-        beta = float(rng.uniform(0.5, 5.0))
-        bound = float(kl_tilted(lq, r, beta))
-        if step == "tilt":
-            new = jax.nn.log_softmax(lq + float(rng.uniform(0.05, 1.0)) * r / beta)
-        else:
-            new = jax.nn.log_softmax(lq + jnp.asarray(rng.normal(0, 3.0, V), jnp.float32))
-        lhs.append(float(kl_categorical(new, lq)))
-        rhs.append(bound)
-    return np.array(lhs), np.array(rhs)
+    lq, support = _random_policies(rng, n)
+    r = jnp.asarray(np.where(support, rng.integers(0, 2, (n, V_MAX)), 0), jnp.float32)
+    beta = jnp.asarray(rng.uniform(0.5, 5.0, (n, 1)), jnp.float32)
+    bound = kl_tilted(lq, r, beta)
+    if step == "tilt":
+        new = jax.nn.log_softmax(lq + jnp.asarray(rng.uniform(0.05, 1.0, (n, 1)), jnp.float32) * r / beta, axis=-1)
+    else:
+        new = jax.nn.log_softmax(lq + jnp.asarray(rng.normal(0, 3.0, (n, V_MAX)), jnp.float32), axis=-1)
+    return np.asarray(kl_categorical(new, lq), np.float64), np.asarray(bound, np.float64)
 
 
 def _control_run(ctx, seed, preset="grpo_kl"):
@@ -152,13 +155,10 @@ def decide_fisher(median_ratios) -> str:
 def _synthetic_fisher_ratio(seed: int, scale: float, n: int = 100) -> float:
     """Median KL(softmax(z + dz) || softmax(z)) / (1/2 dz^T (diag p - pp^T) dz) for random logit steps of size scale."""
     rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        V = int(rng.integers(3, 12))
-        lp = _random_policy(rng, V)
-        dz = jnp.asarray(rng.normal(0, scale, V), jnp.float32)
-        out.append(float(kl_categorical(jax.nn.log_softmax(lp + dz), lp)) / float(fisher_quadratic_logits(lp, dz)))
-    return float(np.median(out))
+    lp, support = _random_policies(rng, n)
+    dz = jnp.asarray(np.where(support, rng.normal(0, scale, (n, V_MAX)), 0.0), jnp.float32)
+    ratio = kl_categorical(jax.nn.log_softmax(lp + dz, axis=-1), lp) / fisher_quadratic_logits(lp, dz)
+    return float(np.median(np.asarray(ratio)))
 
 
 @claim("gate1.fisher", paper=("C7",), title="the exact step KL equals 1/2 D^T F D to second order",
@@ -204,25 +204,20 @@ def fisher(ctx) -> Measurement:
 
 
 def _synthetic_clip(seed: int, eps: float, clipped: bool, n: int = 200) -> tuple[np.ndarray, np.ndarray]:
-    """(sequence KL, clip bound) for synthetic token policies whose per-token ratios on the sampled tokens
-    are clipped into [1 - eps, 1 + eps] (clipped) or free."""
+    """(sequence KL, clip bound) for synthetic sequences of 2..7 token policies whose per-token log-ratios on
+    every outcome are clipped into [log(1 - eps), log(1 + eps)] (clipped) or free."""
     rng = np.random.default_rng(seed)
-    lhs, rhs = [], []
-    per_tok = clip_only_per_token_bound(eps)
-    for _ in range(n):
-        T, V = int(rng.integers(2, 8)), int(rng.integers(3, 10))
-        total = 0.0
-        for _t in range(T):
-            lp = _random_policy(rng, V)
-            lr = rng.normal(0, 0.5 if clipped else 3.0, V)
-            if clipped:
-                lr = np.clip(lr, np.log1p(-eps), np.log1p(eps))
-            new = jax.nn.log_softmax(lp + jnp.asarray(lr, jnp.float32))
-            # token KL of the moved policy; under clipping every log-ratio is within the band up to renormalisation
-            total += float(kl_categorical(new, lp))
-        lhs.append(total)
-        rhs.append(T * per_tok)
-    return np.array(lhs), np.array(rhs)
+    T_MAX = 8
+    lengths = rng.integers(2, T_MAX, n)
+    lp, support = _random_policies(rng, n * T_MAX)
+    lr = rng.normal(0, 0.5 if clipped else 3.0, (n * T_MAX, V_MAX))
+    if clipped:
+        lr = np.clip(lr, np.log1p(-eps), np.log1p(eps))
+    new = jax.nn.log_softmax(lp + jnp.asarray(np.where(support, lr, 0.0), jnp.float32), axis=-1)
+    # token KL of the moved policy; under clipping every log-ratio is within the band up to renormalisation
+    kl_NT = np.asarray(kl_categorical(new, lp), np.float64).reshape(n, T_MAX)
+    live = np.arange(T_MAX)[None, :] < lengths[:, None]
+    return (kl_NT * live).sum(axis=1), lengths * clip_only_per_token_bound(eps)
 
 
 @claim("gate1.clip_only", paper=("C7",), title="with clipping only (beta = 0) the per-step KL stays bounded",
