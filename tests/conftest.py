@@ -30,3 +30,20 @@ def session_runs(tmp_path_factory):
         os.environ.pop("THREEGATE_RUNS", None)
     else:
         os.environ["THREEGATE_RUNS"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_report(tmp_path_factory, session_runs):
+    """Every claim on the tiny profile, planned, executed on 2 worker processes and decided once per session
+    (the notebooks then decide from the same cached runs)."""
+    import json
+    import time
+
+    from verify.cli import run_claims
+
+    root = tmp_path_factory.mktemp("verify")
+    t0 = time.time()
+    code = run_claims("all", "tiny", str(root / "report"), quiet=True, workers=2)
+    first = time.time() - t0
+    report = json.loads((root / "report" / "report.json").read_text())
+    return {"code": code, "report": report, "root": root, "first_seconds": first}

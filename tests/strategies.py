@@ -4,9 +4,23 @@ Hypothesis cannot draw bf16 directly: draw float32 and round with ml_dtypes."""
 
 from __future__ import annotations
 
+import os
+
 import ml_dtypes
 import numpy as np
 from hypothesis import strategies as st
+
+CI_DIMS = (1, 2, 3, 5, 8, 12)
+"""Matrix dimensions the `ci` profile draws from: the theory functions compile once per shape (jit), so the
+ci profile keeps to a few shapes (vectors, tiny, odd, square and non-square); `dev` draws every size."""
+
+
+def dims(lo: int, hi: int):
+    """A matrix dimension in [lo, hi]: any integer under the `dev` profile, one of CI_DIMS under `ci`."""
+    if os.environ.get("THREEGATE_HYPOTHESIS_PROFILE", "ci") == "ci":
+        allowed = [d for d in CI_DIMS if lo <= d <= hi] or [lo]
+        return st.sampled_from(allowed)
+    return st.integers(lo, hi)
 
 shapes = st.tuples(st.integers(1, 12), st.integers(1, 12))
 
@@ -14,8 +28,8 @@ shapes = st.tuples(st.integers(1, 12), st.integers(1, 12))
 @st.composite
 def matrices(draw, min_dim: int = 1, max_dim: int = 12, scale_exp=(-6, 6)):
     """Float64 matrices with a drawn spectrum: generic, rank-deficient, repeated or clustered singular values."""
-    m = draw(st.integers(min_dim, max_dim))
-    n = draw(st.integers(min_dim, max_dim))
+    m = draw(dims(min_dim, max_dim))
+    n = draw(dims(min_dim, max_dim))
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
     r = min(m, n)

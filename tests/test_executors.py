@@ -75,6 +75,7 @@ def test_the_plan_is_gathered_before_anything_runs(tmp_path, monkeypatch):
     assert "4 to run" in text and CLAIM in text and not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_two_local_workers_give_the_sequential_bits(sequential, tmp_path):
     pool = _execute(tmp_path, "pool")
     seq_runs, pool_runs = _fingerprint(sequential), _fingerprint(pool)
@@ -85,6 +86,7 @@ def test_two_local_workers_give_the_sequential_bits(sequential, tmp_path):
     assert all(name.split("-")[1] == source_hash() for name in seq_runs)
 
 
+@pytest.mark.slow
 def test_ray_tasks_give_the_sequential_bits(sequential, tmp_path):
     pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
     ray_root = _execute(tmp_path, "ray")

@@ -219,6 +219,7 @@ print(json.dumps({"loss": [r.get("loss/policy") for r in recs[1:]],
 """
 
 
+@pytest.mark.slow
 def test_four_devices_match_one_device(tmp_path):
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     out = {}

@@ -1,4 +1,5 @@
-"""verify: every claim runs on the tiny profile, its controls flip the rule both ways, the report is written."""
+"""verify: every claim runs on the tiny profile (planned, executed, decided: tests marked slow, run by CI's second
+step), its controls flip the rule both ways, the report is written; bad targets are refused."""
 
 import json
 import subprocess
@@ -11,16 +12,7 @@ from verify.cli import run_claims
 from verify.registry import REPRODUCED, STATUSES, load_all
 
 
-@pytest.fixture(scope="module")
-def tiny_report(tmp_path_factory, session_runs):
-    root = tmp_path_factory.mktemp("verify")
-    t0 = time.time()
-    code = run_claims("all", "tiny", str(root / "report"), quiet=True)
-    first = time.time() - t0
-    report = json.loads((root / "report" / "report.json").read_text())
-    return {"code": code, "report": report, "root": root, "first_seconds": first}
-
-
+@pytest.mark.slow
 def test_every_registered_claim_is_in_the_report(tiny_report):
     assert tiny_report["code"] == 0
     ids = [c["id"] for c in tiny_report["report"]["claims"]]
@@ -28,6 +20,7 @@ def test_every_registered_claim_is_in_the_report(tiny_report):
     assert len(ids) >= 4
 
 
+@pytest.mark.slow
 def test_every_claim_has_a_verdict_a_figure_and_numbers(tiny_report):
     root = tiny_report["root"] / "report"
     for c in tiny_report["report"]["claims"]:
@@ -39,6 +32,7 @@ def test_every_claim_has_a_verdict_a_figure_and_numbers(tiny_report):
     assert "| claim | paper |" in md
 
 
+@pytest.mark.slow
 def test_controls_flip_the_decision_rule_both_ways(tiny_report):
     """Each claim's positive control comes out REPRODUCED and its negative control does not: the rule can flip."""
     for c in tiny_report["report"]["claims"]:
@@ -51,6 +45,7 @@ def test_controls_flip_the_decision_rule_both_ways(tiny_report):
             assert status != REPRODUCED, (c["id"], name, status)
 
 
+@pytest.mark.slow
 def test_second_call_reuses_cached_runs(tiny_report):
     t0 = time.time()
     code = run_claims("gate3.sparsity", "tiny", str(tiny_report["root"] / "again"), quiet=True)
@@ -68,6 +63,7 @@ def test_unknown_claim_and_profile_are_refused(capsys):
     assert "Unknown profile 'huge'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_theory_command_exits_zero_and_prints_both_findings():
     proc = subprocess.run([sys.executable, "-m", "verify", "theory", "--scale", "0.3"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
