@@ -14,7 +14,7 @@ import scipy.linalg
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.strategies import matrices, perturbations
+from tests.strategies import dims, matrices, perturbations
 from theory import spectral as S
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -175,7 +175,7 @@ def test_mask_densities_exact_and_ordered(W, alpha, k_frac):
     assert np.array_equal(pm, np.asarray(S.principal_mask(W, k, alpha)))
 
 
-@given(seed=st.integers(0, 2**16), m=st.integers(1, 12), n=st.integers(1, 12), p=st.floats(0, 1), q=st.floats(0, 1))
+@given(seed=st.integers(0, 2**16), m=dims(1, 12), n=dims(1, 12), p=st.floats(0, 1), q=st.floats(0, 1))
 def test_jaccard_overlap_ratios_properties(seed, m, n, p, q):
     rng = np.random.default_rng(seed)
     A = rng.random((m, n)) < p
@@ -362,3 +362,58 @@ BAD = [
 def test_bad_inputs_raise_naming_argument(call, name):
     with pytest.raises(ValueError, match=f"`{name}`"):
         call()
+
+
+# ----------------------------------------------------------------------------------------------
+# gate2_bounds and the functions on precomputed factors / spectra (additions for large matrices)
+
+
+@given(W=matrices(), k_frac=st.floats(0.0, 1.0), **perturbation_args)
+def test_gate2_bounds_equal_the_separate_bounds(W, k_frac, seed, log_rel, kind):
+    k = 1 + int(k_frac * (min(W.shape) - 1))
+    dW = _perturbation(W, seed, 10.0**log_rel, kind)
+    got = S.gate2_bounds(W, dW, k)
+    ref = {"weyl": S.weyl(W, dW), "mirsky": S.mirsky(W, dW), "ky_fan": S.ky_fan(W, dW, k),
+           "ky_fan_sharp": S.ky_fan_sharp(W, dW, k), "wedin_paper": S.wedin_paper(W, dW, k), "wedin_safe": S.wedin_safe(W, dW, k)}
+    assert set(got) == set(ref)
+    for name, (lhs, rhs) in ref.items():
+        for a, b in ((got[name][0], lhs), (got[name][1], rhs)):
+            a, b = float(a), float(b)
+            assert (np.isinf(a) and a == b) or a == pytest.approx(b, rel=1e-6, abs=1e-30), name
+
+
+@given(W=matrices(min_dim=2, max_dim=5), k_frac=st.floats(0.0, 1.0), seed=st.integers(0, 2**16), log_rel=st.floats(-4.0, 0.0))
+def test_factor_metrics_equal_full_svd_metrics(W, k_frac, seed, log_rel):
+    k = 1 + int(k_frac * (min(W.shape) - 1))
+    dW = perturbations(W.shape, seed, 10.0**log_rel * max(np.linalg.norm(W), 1e-3))
+    W1 = W + dW
+    U0, s0, V0 = S.top_k_subspaces(W, k)
+    U1, s1, V1 = S.top_k_subspaces(W1, k)
+    for got, ref in zip((S.principal_angles_from_factors(U0, U1), S.principal_angles_from_factors(V0, V1)),
+                        S.principal_angles(W, W1, k)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(ref), atol=1e-6)
+    e_got, e_ref = float(S.principal_energy_from_factors(U0, V0, dW)), float(S.principal_energy_fraction(W, dW, k))
+    assert e_got == pytest.approx(e_ref, rel=1e-4, abs=1e-6)
+    assert float(S.nss_from_singular_values(s0, s1)) == pytest.approx(float(S.normalized_spectral_shift(W, W1)), rel=1e-6, abs=1e-30, nan_ok=True)
+    if np.linalg.norm(W) > 0:
+        assert float(S.stable_rank_from_singular_values(s0)) == pytest.approx(float(S.stable_rank(W)), rel=1e-6)
+    assert float(S.spectral_gap_from_singular_values(s0, k)) == pytest.approx(float(S.spectral_gap(W, k)), rel=1e-6, abs=1e-30)
+    # principal mask: the same count; entries may differ only where the score ties the threshold within round-off
+    got = np.asarray(S.principal_mask_from_factors(U0, s0[:k], V0, 0.5))
+    ref = np.asarray(S.principal_mask(W, k, 0.5))
+    assert got.sum() == ref.sum() == S.mask_count(W.size, 0.5)
+    score = np.abs((np.asarray(U0, np.float64) * np.asarray(s0[:k], np.float64)) @ np.asarray(V0, np.float64).T)
+    threshold = np.sort(score.reshape(-1))[::-1][S.mask_count(W.size, 0.5) - 1]
+    assert np.all(np.abs(score[got != ref] - threshold) <= 1e-5 * max(score.max(), 1e-300))
+
+
+def test_factor_functions_refuse_bad_shapes():
+    U = np.eye(4)[:, :2]
+    with pytest.raises(ValueError, match="A0_k"):
+        S.principal_angles_from_factors(U, np.eye(5)[:, :2])
+    with pytest.raises(ValueError, match="U_k"):
+        S.principal_mask_from_factors(U, np.ones(3), np.eye(3)[:, :2], 0.5)
+    with pytest.raises(ValueError, match="dW"):
+        S.principal_energy_from_factors(U, np.eye(3)[:, :2], np.ones((3, 3)))
+    with pytest.raises(ValueError, match="s0"):
+        S.nss_from_singular_values(np.array([1.0, -1.0]), np.ones(2))

@@ -66,6 +66,13 @@ __all__ = [
     "col_ratios",
     "stable_rank",
     "top_k_energy_share",
+    "gate2_bounds",
+    "principal_angles_from_factors",
+    "principal_mask_from_factors",
+    "principal_energy_from_factors",
+    "nss_from_singular_values",
+    "stable_rank_from_singular_values",
+    "spectral_gap_from_singular_values",
 ]
 
 
@@ -511,3 +518,192 @@ def top_k_energy_share(W, k: int):
     W = _matrix("W", W)
     k = _rank("k", k, W)
     return _k_energy_share(W, k)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Gate II bounds from one set of SVDs
+
+
+@jax.jit
+def _k_gate2_bounds(W0, dW, k):
+    """Every bound of ``_k_shift_bounds`` and ``_k_wedin`` from one SVD each of W0, W1 = W0 + dW and dW."""
+    U0, s0, V0 = _svd(W0)
+    U1, s1, V1 = _svd(W0 + dW)
+    sd = _sv(dW)
+    shift = s1 - s0
+    top = _colmask(sd.shape[0], k, sd.dtype)
+    ky_lhs = jnp.abs(jnp.sum(shift * top))
+    gap = _gap(s0, k)
+    gap = jnp.where(gap > _resolution(s0), gap, 0.0)
+    nd = sd[0]
+    mask = _colmask(U0.shape[1], k, U0.dtype)
+    sin = jnp.maximum(_sines_desc(U0, U1, mask)[0], _sines_desc(V0, V1, mask)[0])
+    paper = jnp.where(gap > 0, nd / jnp.where(gap > 0, gap, 1), jnp.inf)
+    den = gap - nd
+    safe = jnp.where((gap > 0) & (den > 0), nd / jnp.where(den > 0, den, 1), jnp.inf)
+    return dict(
+        weyl=(jnp.max(jnp.abs(shift)), nd),
+        mirsky=(jnp.sum(shift * shift), jnp.sum(dW * dW)),
+        ky_fan=(ky_lhs, k * nd),
+        ky_fan_sharp=(ky_lhs, jnp.sum(sd * top)),
+        wedin_paper=(sin, paper),
+        wedin_safe=(sin, safe),
+    )
+
+
+def gate2_bounds(W0, dW, k: int) -> dict:
+    """Every Gate II bound of SCIENCE.md section 3 from three SVDs: one of W0, one of W1 = W0 + dW, one of dW.
+
+    Returns ``{name: (lhs, rhs)}`` for the names "weyl", "mirsky", "ky_fan", "ky_fan_sharp",
+    "wedin_paper" and "wedin_safe", each pair the same as the function of that name returns
+    (``weyl(W0, dW)``, ``mirsky(W0, dW)``, ``ky_fan(W0, dW, k)``, ``ky_fan_sharp(W0, dW, k)``,
+    ``wedin_paper(W0, dW, k)``, ``wedin_safe(W0, dW, k)``), which together take about 17 SVDs.
+    ``k`` applies to Ky Fan and Wedin; Weyl and Mirsky do not depend on it.
+    """
+    W0, dW = _pair("W0", W0, "dW", dW)
+    k = _rank("k", k, W0)
+    return _k_gate2_bounds(W0, dW, k)
+
+
+# ----------------------------------------------------------------------------------------------
+# section 4 metrics from precomputed (truncated) factors and spectra
+#
+# A large matrix can get its top-k factors from a truncated SVD (Lanczos, or the eigenvectors of a
+# float64 Gram matrix) and its spectrum from the eigenvalues of that Gram matrix, without a full SVD.
+# These functions take those pieces. Factors are (U_k (m, k), s_k (k,), V_k (n, k)) with orthonormal
+# columns (not checked) and s_k decreasing, so that W ~ U_k diag(s_k) V_k^T.
+
+
+def _factor(name: str, A):
+    require_matrix(name, A)
+    return _float(A)
+
+
+@jax.jit
+def _k_angles_from_factors(A0, A1):
+    k = A0.shape[1]
+    return _angles(A0, A1, jnp.ones((k,), A0.dtype), k)
+
+
+def principal_angles_from_factors(A0_k, A1_k):
+    """Principal angles (radians, increasing, length k) between the column spans of two orthonormal bases
+    A0_k and A1_k of shape (m, k): SCIENCE.md section 4, cos theta_i = sigma_i(A0k^T A1k), small angles read
+    from the sines sigma(A1k - A0k A0k^T A1k) as in ``principal_angles``.
+
+    Pass the top-k left singular vectors of W0 and W1 for the U angles, the right ones for the V angles;
+    with the vectors of a full SVD this equals ``principal_angles(W0, W1, k)``.
+    """
+    A0 = _factor("A0_k", A0_k)
+    A1 = _factor("A1_k", A1_k)
+    require_same_shape("A0_k", A0, "A1_k", A1)
+    if A0.shape[1] > A0.shape[0]:
+        raise ValueError(f"Arguments `A0_k` and `A1_k` must have at most as many columns as rows, got shape {tuple(A0.shape)}.")
+    dtype = jnp.promote_types(A0.dtype, A1.dtype)
+    return _k_angles_from_factors(A0.astype(dtype), A1.astype(dtype))
+
+
+def _check_factors(U_k, s_k, V_k):
+    U = _factor("U_k", U_k)
+    V = _factor("V_k", V_k)
+    s = jnp.asarray(s_k)
+    require_ndim("s_k", s, 1)
+    require_finite("s_k", s)
+    if not (U.shape[1] == V.shape[1] == s.shape[0]):
+        raise ValueError(
+            f"Arguments `U_k`, `s_k` and `V_k` must share k, got shapes {tuple(U.shape)}, {tuple(s.shape)} and {tuple(V.shape)}."
+        )
+    dtype = jnp.promote_types(jnp.promote_types(U.dtype, V.dtype), _float(s).dtype)
+    return U.astype(dtype), _float(s).astype(dtype), V.astype(dtype)
+
+
+@jax.jit
+def _k_principal_mask_from_factors(U, s, V, count):
+    return _top_count_mask(jnp.abs((U * s) @ V.T), count)
+
+
+def principal_mask_from_factors(U_k, s_k, V_k, alpha: float):
+    """Principal mask (LIFT, SCIENCE.md section 4) from precomputed rank-k factors: score each entry by
+    |(U_k diag(s_k) V_k^T)_ij| and keep the top ``alpha`` share (``mask_count(m * n, alpha)`` entries; ties go
+    to the lower row-major index). With the top-k triplets of a full SVD this is ``principal_mask(W0, k, alpha)``
+    up to round-off in the scores (only entries tied with the threshold can differ).
+    """
+    U, s, V = _check_factors(U_k, s_k, V_k)
+    require_open_unit("alpha", alpha)
+    return _k_principal_mask_from_factors(U, s, V, mask_count(U.shape[0] * V.shape[0], alpha))
+
+
+@jax.jit
+def _k_energy_from_factors(U, V, dW):
+    P = U.T @ dW @ V
+    return _safe_div(jnp.sum(P * P), jnp.sum(dW * dW))
+
+
+def principal_energy_from_factors(U_k, V_k, dW):
+    """Principal energy fraction |U_k U_k^T dW V_k V_k^T|_F^2 / |dW|_F^2 (SCIENCE.md section 4) with U_k (m, k) and
+    V_k (n, k) the top-k singular vectors of W0 from any accurate (truncated) SVD; NaN for dW = 0. Equals
+    ``principal_energy_fraction(W0, dW, k)`` for the vectors of a full SVD; random level k^2 / (m n)
+    (``principal_energy_random_level``)."""
+    U = _factor("U_k", U_k)
+    V = _factor("V_k", V_k)
+    d = _matrix("dW", dW)
+    if U.shape[0] != d.shape[0] or V.shape[0] != d.shape[1] or U.shape[1] != V.shape[1]:
+        raise ValueError(
+            f"Arguments `U_k` {tuple(U.shape)}, `V_k` {tuple(V.shape)} and `dW` {tuple(d.shape)} need U_k (m, k), V_k (n, k), dW (m, n)."
+        )
+    dtype = jnp.promote_types(jnp.promote_types(U.dtype, V.dtype), d.dtype)
+    return _k_energy_from_factors(U.astype(dtype), V.astype(dtype), d.astype(dtype))
+
+
+def _spectrum(name: str, s):
+    s = _float(s)
+    require_ndim(name, s, 1)
+    require_nonempty(name, s)
+    require_finite(name, s)
+    if is_concrete(s) and bool(np.any(np.asarray(s) < 0)):
+        raise ValueError(f"Argument `{name}` must hold singular values (non-negative), got a negative entry.")
+    return s
+
+
+def _desc(s):
+    return jnp.sort(s)[::-1]
+
+
+@jax.jit
+def _k_nss_from_sv(a, b):
+    a, b = _desc(a), _desc(b)
+    return _safe_div(jnp.linalg.norm(b - a), jnp.linalg.norm(a))
+
+
+@jax.jit
+def _k_stable_rank_from_sv(s):
+    s2 = s * s
+    return _safe_div(jnp.sum(s2), jnp.max(s2))
+
+
+@jax.jit
+def _k_gap_from_sv(s, k):
+    return _gap(_desc(s), k)
+
+
+def nss_from_singular_values(s0, s1):
+    """NSS = |sigma(W1) - sigma(W0)|_2 / |sigma(W0)|_2 (SCIENCE.md section 4) from the two full spectra
+    (any order: each is sorted decreasing first; both of length min(m, n)); NaN when sigma(W0) = 0.
+    Equals ``normalized_spectral_shift(W0, W1)`` for the singular values of W0 and W1."""
+    a = _spectrum("s0", s0)
+    b = _spectrum("s1", s1)
+    require_same_shape("s0", a, "s1", b)
+    dtype = jnp.promote_types(a.dtype, b.dtype)
+    return _k_nss_from_sv(a.astype(dtype), b.astype(dtype))
+
+
+def stable_rank_from_singular_values(s):
+    """Stable rank sum_i sigma_i^2 / sigma_1^2 = |W|_F^2 / |W|_2^2 from the full spectrum (as ``stable_rank``);
+    NaN for W = 0."""
+    return _k_stable_rank_from_sv(_spectrum("s", s))
+
+
+def spectral_gap_from_singular_values(s, k: int):
+    """gamma_k = sigma_k - sigma_{k+1} from the full spectrum, with sigma_{r+1} := 0 (as ``spectral_gap``)."""
+    s = _spectrum("s", s)
+    require_rank_index("k", k, s.shape[0])
+    return _k_gap_from_sv(s, int(k))
