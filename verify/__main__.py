@@ -1,4 +1,4 @@
-"""`python -m verify theory | list | plan | all | CLAIM_ID[,CLAIM_ID...] [--profile P] [--workers N]
+"""`python -m verify theory | list | plan [TARGET] | all | sweeps | everything | CLAIM_ID[,CLAIM_ID...] [--profile P] [--workers N]
 [--executor local|ray [--address ADDR]] | pair BASE TUNED [...] | pairs BASE T1 T2 ... [...]`."""
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ def main(argv=None) -> int:
     from verify.execute import default_workers
 
     parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__)
-    parser.add_argument("target", help="theory, list, plan, all, or claim ids (see `list`); also `pair`/`pairs` (see their --help)")
+    parser.add_argument("target", help="theory, list, plan, all (every claim but the sweeps), sweeps, everything, or claim "
+                                       "ids (see `list`); also `pair`/`pairs` (see their --help)")
+    parser.add_argument("plan_target", nargs="?", default="all", help="with `plan`: what to plan (default all)")
     parser.add_argument("--profile", default="quick", help="tiny | quick | full | rlvr (for claims)")
     parser.add_argument("--out", default=None, help="report folder (default reports/<profile>)")
     parser.add_argument("--workers", type=int, default=None,
@@ -37,7 +39,7 @@ def main(argv=None) -> int:
 
     workers = args.workers if args.workers is not None else default_workers()
     return run_claims(args.target, args.profile, args.out, quiet=args.quiet, workers=workers,
-                      executor=args.executor, address=args.address)
+                      executor=args.executor, address=args.address, plan_target=args.plan_target)
 
 
 if __name__ == "__main__":

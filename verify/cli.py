@@ -31,10 +31,13 @@ def enable_compilation_cache() -> None:
 
 
 def choose(target: str):
-    """The claims a target names: 'all', one claim id, or a comma-separated list of ids."""
+    """The claims a target names: 'all' (every claim but the sweeps), 'sweeps' (the grid claims),
+    'everything', one claim id, or a comma-separated list of ids."""
     claims = load_all()
-    if target == "all":
-        return list(claims.values())
+    groups = {"all": [c for c in claims.values() if not c.sweep], "sweeps": [c for c in claims.values() if c.sweep],
+              "everything": list(claims.values())}
+    if target in groups:
+        return groups[target]
     ids = [t.strip() for t in target.split(",") if t.strip()]
     unknown = [i for i in ids if i not in claims]
     if unknown or not ids:
@@ -71,16 +74,16 @@ def check(target: str, profile_name: str = "tiny", out: str | None = None, *, wo
 
 
 def run_claims(target: str, profile_name: str, out: str | None, *, quiet: bool = False, workers: int = 1,
-               executor: str = "local", address: str | None = None) -> int:
+               executor: str = "local", address: str | None = None, plan_target: str = "all") -> int:
     """Plan, execute and decide one claim, a list or all of them on a profile; print a line each; write the report."""
     claims = load_all()
     if target == "list":
         for c in claims.values():
-            print(f"{c.id:28s} {', '.join(c.paper_claims):12s} {c.title}")
+            print(f"{c.id:28s} {', '.join(c.paper_claims):12s} {'(sweep) ' if c.sweep else ''}{c.title}")
         return 0
     try:
         profile = get_profile(profile_name)
-        chosen = choose(target if target != "plan" else "all")
+        chosen = choose(plan_target if target == "plan" else target)
         plan = build_plan(chosen, profile)
         if target == "plan":
             print(plan.render())

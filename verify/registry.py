@@ -124,18 +124,21 @@ class Claim:
     rule: str
     runs: Callable  # (Profile) -> list[RunSpec]
     measure: Callable  # (Context) -> Measurement
+    sweep: bool = False  # a grid of many runs: left out of `all`, run by `sweeps` or `everything` or by id
 
 
 CLAIMS: dict[str, Claim] = {}
 
 
-def claim(claim_id: str, *, paper: tuple[str, ...], title: str, paper_number: str, rule: str, runs: Callable):
-    """Decorator: register the decorated ``(ctx) -> Measurement`` function as claim ``claim_id``."""
+def claim(claim_id: str, *, paper: tuple[str, ...], title: str, paper_number: str, rule: str, runs: Callable,
+          sweep: bool = False):
+    """Decorator: register the decorated ``(ctx) -> Measurement`` function as claim ``claim_id``; ``sweep``
+    marks a claim whose runs are a grid (tens of runs per profile), which `all` leaves to `sweeps`."""
 
     def register(fn: Callable) -> Callable:
         if claim_id in CLAIMS:
             raise ValueError(f"Claim id {claim_id!r} is registered twice.")
-        CLAIMS[claim_id] = Claim(claim_id, tuple(paper), title, paper_number, rule, runs, fn)
+        CLAIMS[claim_id] = Claim(claim_id, tuple(paper), title, paper_number, rule, runs, fn, sweep)
         return fn
 
     return register

@@ -140,13 +140,25 @@ def _planted_predictor(seed: int) -> tuple[list, list]:
 
 
 def _predictor_runs(p):
-    return _main(p) + _phase_runs(p)
+    """Every plain fp32_master run of the claims that `all` runs (no adapter, mask or edit): the runs the
+    suite trains anyway; `regime.phase` (a sweep) adds its grid when it runs."""
+    from verify.registry import CLAIMS
+
+    seen: dict = {}
+    for c in CLAIMS.values():
+        if c.sweep or c.id == "regime.predictor":
+            continue
+        for s in c.runs(p):
+            plain = s.adapter.kind == "none" and s.mask.kind == "none" and s.edit.kind == "none"
+            if plain and s.train.precision == "fp32_master":
+                seen.setdefault(s, s)
+    return list(seen.values())
 
 
 @claim("regime.predictor", paper=("C1", "C6", "C9"),
        title="bf16 sparsity is predicted by the half-ULP readout of each weight's fp32 drift",
        paper_number="sparsity is a precision readout (Gate III, argued)",
-       rule=f"over every fp32_master run the claim set trains (main and phase runs): sparsity predicted from base "
+       rule=f"over every plain fp32_master run the claims of `all` train (no adapter, mask or edit): sparsity predicted from base "
             f"magnitudes and per-weight fp32 drift (half-ULP rule) against measured bf16-export sparsity: R^2 >= "
             f"{PREDICTOR_R2} and largest miss <= {PREDICTOR_MISS} -> REPRODUCED; R^2 < {PREDICTOR_FAIL_R2} -> NOT "
             "REPRODUCED; else INCONCLUSIVE; the lr/steps/sign-consistency predictor is reported beside it",
@@ -286,7 +298,7 @@ def _synthetic_phase(seed: int, effect: float) -> tuple:
             f"paper's direction -> method effect (REPRODUCED); opposite -> NOT REPRODUCED; CI within +-{COLLAPSE_SHARE} "
             "of the metric's range -> explained by regime (NOT REPRODUCED); else INCONCLUSIVE. The row's status is "
             "the sparsity metric's (C1); every metric's decision is in the numbers",
-       runs=_phase_runs)
+       runs=_phase_runs, sweep=True)
 def phase(ctx) -> Measurement:
     """regime.phase: every metric against the drift ratio for RL and SFT, decided in overlapping bins."""
     p = ctx.profile
@@ -409,7 +421,7 @@ def band_width(widths, sparsity, level: float = PAPER_RL_BAND[0]) -> float:
        rule="RL to the profile's target gain at each width (lr scaled by sqrt(32/width)), >= 2 seeds: OLS slope of "
             "bf16 sparsity per doubling of d_model with a 95 % CI: > 0 -> REPRODUCED; < 0 -> NOT REPRODUCED; else "
             "INCONCLUSIVE; drift ratio, principal overlap, energy ratio and NSS slopes reported",
-       runs=_width_runs)
+       runs=_width_runs, sweep=True)
 def width(ctx) -> Measurement:
     """regime.width: regime and metrics of matched-gain RL against d_model."""
     p = ctx.profile
@@ -511,7 +523,7 @@ def decide_optimizer(adam_diff: Estimate, sgd_diff: Estimate) -> str:
        rule=f"at matched gain, {OPT_SEEDS} seeds: per-seed RL-SFT bf16 sparsity difference, CI > 0 under AdamW and under "
             "SGD (the smallest norm-matched SGD lr scale whose runs all reach the gain) -> REPRODUCED; under AdamW "
             "only -> NOT REPRODUCED (an Adam artifact); else INCONCLUSIVE; Gate II metrics and on-policy SFT reported",
-       runs=_optimizer_runs)
+       runs=_optimizer_runs, sweep=True)
 def optimizer(ctx) -> Measurement:
     """regime.optimizer: RL against SFT under AdamW, Adam with eps 1e-5 and SGD; on-policy SFT beside them."""
     p = ctx.profile
