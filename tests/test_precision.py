@@ -311,7 +311,7 @@ def test_bad_inputs_raise_naming_argument(call, name):
 
 
 # ----------------------------------------------------------------------------------------------
-# Regime numbers (SCIENCE.md section 7)
+# Regime numbers (docs/science.md section 7)
 # ----------------------------------------------------------------------------------------------
 
 H1 = 2.0**-8  # half-ULP of weights in [1, 2)

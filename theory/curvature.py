@@ -1,4 +1,4 @@
-"""Curvature measured directly (Gate II, beyond the paper; SCIENCE.md section 4, "Directional curvature").
+"""Curvature measured directly (Gate II, beyond the paper; docs/science.md section 4, "Directional curvature").
 
 The paper argues, without proof, that RL steps avoid principal (high-curvature) directions. On small
 models the curvature can be measured: Hessian- and Fisher-vector products, Lanczos for the top
@@ -95,7 +95,7 @@ def rayleigh_quotient(matvec, direction):
 
 
 def directional_curvature(matvec, direction):
-    """Directional curvature of SCIENCE.md section 4: d^T A d / |d|^2 with A the Hessian (``hvp``) or
+    """Directional curvature of docs/science.md section 4: d^T A d / |d|^2 with A the Hessian (``hvp``) or
     Fisher/GGN (``fisher_vp``) operator and d a weight perturbation (e.g. dW in one layer, zeros elsewhere)."""
     return rayleigh_quotient(matvec, direction)
 

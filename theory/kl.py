@@ -1,4 +1,4 @@
-"""Gate I: the KL anchor (SCIENCE.md section 3, paper Section 3 "Gate I" and Prop 3.1 / 3.2).
+"""Gate I: the KL anchor (docs/science.md section 3, paper Section 3 "Gate I" and Prop 3.1 / 3.2).
 
 Contents
 - exact categorical KL over the vocabulary axis, per position / per sequence / token mean;

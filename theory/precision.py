@@ -1,4 +1,4 @@
-"""Gate III: bf16 precision (SCIENCE.md section 3 "Gate III", claims C2, C6, C9; section 4 metrics).
+"""Gate III: bf16 precision (docs/science.md section 3 "Gate III", claims C2, C6, C9; section 4 metrics).
 
 Contents
 - rounding to bf16 (ml_dtypes reference, JAX cast), uint16 bit views, the bf16 ULP;
@@ -7,7 +7,7 @@ Contents
 - the change probes: relative (paper, eta = 1e-3), absolute (Mukherjee et al., tol = 1e-5), bitwise;
   sparsity per tensor and per checkpoint; confusion of the absolute probe against bitwise truth;
 - the two storage regimes: bf16 every step, and fp32 master weights with a bf16 export;
-- regime numbers (SCIENCE.md section 7): step, drift and random-walk ratios to half a ULP, sign
+- regime numbers (docs/science.md section 7): step, drift and random-walk ratios to half a ULP, sign
   consistency, relative update norm, the fp32 bitwise probe, sparsity over all and over eligible
   (gradient-receiving) weights, and ``regime_numbers``, one JSON-ready call per run;
 - sparsity predictors: per-weight drift (half-ULP rule), and a Gaussian model from lr, steps and sign
@@ -155,7 +155,7 @@ def _to_bf16_jax(x):
 
 def to_bf16_jax(x) -> jax.Array:
     """JAX's cast ``jnp.asarray(x, float32).astype(bfloat16)`` (jitted); must equal ``to_bf16`` bit for bit
-    on float32 inputs (DESIGN.md, bf16 convention). float64 inputs are first rounded to float32."""
+    on float32 inputs (docs/design.md, bf16 convention). float64 inputs are first rounded to float32."""
     require_nonempty("x", x)
     return _to_bf16_jax(x)
 
@@ -166,7 +166,7 @@ def bf16_bits(x) -> np.ndarray:
 
 
 def ulp_bf16(x) -> np.ndarray:
-    """bf16 unit in the last place of the binade of ``x`` (SCIENCE.md Gate III, claim C9).
+    """bf16 unit in the last place of the binade of ``x`` (docs/science.md Gate III, claim C9).
 
     For |x| in [2^e, 2^(e+1)) with e >= -126: ULP = 2^(e-7), so ULP/|x| lies in (2^-8, 2^-7].
     For zero and subnormals (|x| < 2^-126) the spacing is fixed: ULP = 2^-133, the same as in the
@@ -319,7 +319,7 @@ def _pair(w0, w1) -> tuple[np.ndarray, np.ndarray]:
 
 
 def changed_mask_relative(w0, w1, eta: float = 1e-3) -> np.ndarray:
-    """The paper's bf16-aware probe (SCIENCE.md section 4, claim C2): True where a weight changed.
+    """The paper's bf16-aware probe (docs/science.md section 4, claim C2): True where a weight changed.
 
     Unchanged iff |w1 - w0| <= eta * max(|w0|, |w1|) on bf16 values upcast to float64 (both zero:
     unchanged; +0 vs -0: unchanged). For bf16 values and any eta < 2^-8 this equals numeric
@@ -362,7 +362,7 @@ def changed_mask_bitwise(w0, w1, zero_sign_counts: bool = False) -> np.ndarray:
 
 
 def sparsity(mask) -> float:
-    """Update sparsity (SCIENCE.md section 4): 1 - #changed / #params of a boolean changed mask."""
+    """Update sparsity (docs/science.md section 4): 1 - #changed / #params of a boolean changed mask."""
     m = np.asarray(mask)
     require_nonempty("mask", m)
     return float(1.0 - np.count_nonzero(m) / m.size)
@@ -544,7 +544,7 @@ def apply_fp32_master_jax(w_fp32, deltas_seq) -> jax.Array:
 
 
 # ----------------------------------------------------------------------------------------------
-# Regime numbers (SCIENCE.md section 7): dimensionless ratios to half a ULP, measured per run
+# Regime numbers (docs/science.md section 7): dimensionless ratios to half a ULP, measured per run
 # ----------------------------------------------------------------------------------------------
 
 Z_QUARTILE = 0.6744897501960817
@@ -613,7 +613,7 @@ def _half_ulp_of_bf16(wb: np.ndarray) -> np.ndarray:
 
 
 def half_ulp_bf16(w) -> np.ndarray:
-    """Half the bf16 ULP of the stored value bf16(w) (SCIENCE.md section 7; Gate III, claim C9), float64.
+    """Half the bf16 ULP of the stored value bf16(w) (docs/science.md section 7; Gate III, claim C9), float64.
 
     ``w`` is rounded to bf16 first (so 1.999 stores as 2.0 and gets 2^-7, not 2^-8), then
     ULP / 2 = 2^(e-8) for |bf16(w)| in [2^e, 2^(e+1)): half-ULP / |w| lies in (2^-9, 2^-8], and it doubles
@@ -629,7 +629,7 @@ def _moved_or_default(moved, shape: tuple, default: np.ndarray) -> np.ndarray:
 
 
 def step_ratio(w0, abs_change_sum, steps, moved=None) -> float:
-    """Step ratio (SCIENCE.md section 7): median over weights of (abs_change_sum / steps) / half_ulp_bf16(w0).
+    """Step ratio (docs/science.md section 7): median over weights of (abs_change_sum / steps) / half_ulp_bf16(w0).
 
     The mean per-step change of each weight in units of half its bf16 ULP, measured from the updates
     (``abs_change_sum`` = sum over steps of |per-step fp32 change|), not from the learning rate. The
@@ -645,7 +645,7 @@ def step_ratio(w0, abs_change_sum, steps, moved=None) -> float:
 
 
 def drift_ratio(w0, w1, moved=None) -> float:
-    """Drift ratio (SCIENCE.md section 7): median over weights of |w1 - w0| / half_ulp_bf16(w0), fp32 master.
+    """Drift ratio (docs/science.md section 7): median over weights of |w1 - w0| / half_ulp_bf16(w0), fp32 master.
 
     ``w1`` is the final fp32 master weight, ``w0`` the (bf16) base; the difference is taken in float64 on
     the values as given. A weight shows in the bf16 export roughly when its ratio reaches 1 (exactly:
@@ -662,7 +662,7 @@ def drift_ratio(w0, w1, moved=None) -> float:
 
 
 def walk_ratio(lr, steps, w0, moved=None) -> float:
-    """Random-walk drift ratio (SCIENCE.md section 7): median over weights of lr * sqrt(T) / half_ulp_bf16(w0).
+    """Random-walk drift ratio (docs/science.md section 7): median over weights of lr * sqrt(T) / half_ulp_bf16(w0).
 
     The drift ratio predicted if each weight takes T steps of size lr in independent random
     directions (the RMS of such a walk is lr sqrt(T)). Reported as the median over weights of the
@@ -692,7 +692,7 @@ def _sign_consistency_values(cs: np.ndarray, acs: np.ndarray, name_cs: str = "ch
 
 
 def sign_consistency(change_sum, abs_change_sum, moved=None) -> float:
-    """Sign consistency (SCIENCE.md section 7): median over moved weights of |change_sum| / abs_change_sum.
+    """Sign consistency (docs/science.md section 7): median over moved weights of |change_sum| / abs_change_sum.
 
     1 = every step of the weight went the same way; a random walk of T equal steps gives |S_T| / T, whose
     mean is about sqrt(2 / (pi T)) and whose median is about Z_QUARTILE / sqrt(T) = 0.674 / sqrt(T) (the
@@ -712,7 +712,7 @@ def sign_consistency(change_sum, abs_change_sum, moved=None) -> float:
 
 
 def relative_update_norm(W0, W1) -> float:
-    """Relative update norm (SCIENCE.md section 7 target, about 1e-3 per matrix for published RLVR):
+    """Relative update norm (docs/science.md section 7 target, about 1e-3 per matrix for published RLVR):
     ||W1 - W0||_F / ||W0||_F in float64 (the 2-norm of the flattened arrays for other shapes); NaN if W0 = 0."""
     a = _values("W0", W0)
     b = _values("W1", W1, a.shape)
@@ -734,7 +734,7 @@ def _as_float32(name: str, x) -> np.ndarray:
 
 
 def changed_mask_fp32(w0, w1) -> np.ndarray:
-    """Bitwise change of fp32 master weights (SCIENCE.md claim C6, the "fp32 storage" negative control).
+    """Bitwise change of fp32 master weights (docs/science.md claim C6, the "fp32 storage" negative control).
 
     True where the float32 bit patterns of ``w0`` and ``w1`` differ (``.view(np.uint32)``), with +0 and
     -0 read as equal like the other probes. Unlike ``changed_mask_bitwise``, nothing is rounded to bf16:
@@ -781,7 +781,7 @@ def _same_keys(name_ref: str, ref: Mapping, others: dict[str, object]) -> None:
 
 
 def sparsity_split(changed, eligible) -> dict:
-    """Update sparsity over all parameters and over the eligible ones only (SCIENCE.md section 7, last paragraph).
+    """Update sparsity over all parameters and over the eligible ones only (docs/science.md section 7, last paragraph).
 
     ``eligible``: parameters that received a gradient at some step; the others are structurally
     untouched (about 9 % of the tiny model: unused embedding and position rows) and look unchanged
@@ -809,12 +809,12 @@ def sparsity_split(changed, eligible) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
-# Sparsity predictors (SCIENCE.md section 7): per-weight drift, and lr / steps / sign consistency only
+# Sparsity predictors (docs/science.md section 7): per-weight drift, and lr / steps / sign consistency only
 # ----------------------------------------------------------------------------------------------
 
 
 def predict_changed_from_drift(w0, drift) -> np.ndarray:
-    """Half-ULP prediction of the bf16-export changed mask (Gate III, claim C9; SCIENCE.md section 7).
+    """Half-ULP prediction of the bf16-export changed mask (Gate III, claim C9; docs/science.md section 7).
 
     Changed iff |drift| >= half_ulp_bf16(w0), with ``drift`` the accumulated fp32 change of the
     master weight (w_T - w_0, or the sum of per-step changes). The boundary counts as changed (the
@@ -834,7 +834,7 @@ def predict_changed_from_drift(w0, drift) -> np.ndarray:
 
 
 def predict_sparsity_from_drift(w0, drift) -> float:
-    """Predicted bf16-export sparsity 1 - mean(predict_changed_from_drift(w0, drift)) (SCIENCE.md section 7)."""
+    """Predicted bf16-export sparsity 1 - mean(predict_changed_from_drift(w0, drift)) (docs/science.md section 7)."""
     return sparsity(predict_changed_from_drift(w0, drift))
 
 
@@ -883,7 +883,7 @@ def _drift_distribution_probability(levels: np.ndarray, drift_magnitudes: np.nda
 def change_probability_from_regime(w0, lr, steps, sign_consistency, step_fraction: float = 1.0) -> np.ndarray:
     """Per-weight probability that the bf16 export shows a change, from lr, steps and sign consistency only.
 
-    SCIENCE.md section 7 as a model with no per-weight change data (only |w0|, which sets each
+    docs/science.md section 7 as a model with no per-weight change data (only |w0|, which sets each
     weight's half-ULP h):
         D   = step_fraction * lr * T * c                     (typical |drift| of a weight)
         P_i = P(|X| >= h_i),  X ~ N(0, sigma^2),  sigma = D / Z_QUARTILE   (so median |X| = D)
@@ -914,7 +914,7 @@ def change_probability_from_regime(w0, lr, steps, sign_consistency, step_fractio
 
 def predict_sparsity_from_regime(w0, lr, steps, sign_consistency, step_fraction: float = 1.0) -> float:
     """Predicted bf16-export sparsity 1 - mean_i P_i of the Gaussian regime model (``change_probability_from_regime``;
-    SCIENCE.md section 7). Pass the weights the sparsity is about (for example only those that receive a gradient)."""
+    docs/science.md section 7). Pass the weights the sparsity is about (for example only those that receive a gradient)."""
     wb = _stored("w0", w0)
     rate = _positive_finite("lr", lr)
     t = _positive_int("steps", steps)
@@ -927,7 +927,7 @@ def predict_sparsity_from_regime(w0, lr, steps, sign_consistency, step_fraction:
 def drift_for_sparsity(w0, target_sparsity) -> float:
     """Inverse of the Gaussian regime model: the typical drift D at which 1 - mean_i P_i = target_sparsity.
 
-    P_i = erfc(Z_QUARTILE h_i / (sqrt(2) D)) as in ``change_probability_from_regime`` (SCIENCE.md
+    P_i = erfc(Z_QUARTILE h_i / (sqrt(2) D)) as in ``change_probability_from_regime`` (docs/science.md
     section 7); the predicted sparsity falls strictly as D grows, so D is found by bisection on log2 D
     (to about 1e-12 relative). To reach it, choose lr * T * c * step_fraction = D, e.g.
     lr = D / (T c) for Adam steps of about lr. ``target_sparsity`` in (0, 1).
@@ -952,7 +952,7 @@ def change_probability_from_drift_distribution(w0, drift) -> np.ndarray:
 
     P_i = share of all |drift| values >= half_ulp_bf16(w0_i) (the half-ULP rule applied to the pooled,
     empirical drift distribution, independent of which weight drifted). Between the Gaussian regime
-    model and the per-weight ``predict_changed_from_drift`` (SCIENCE.md section 7): its sparsity
+    model and the per-weight ``predict_changed_from_drift`` (docs/science.md section 7): its sparsity
     differs from the Gaussian model's by the shape of the drift distribution only, and from the
     per-weight prediction by the correlation between drift and |w0| only. P depends on |w0| alone, so it
     is a magnitude-only baseline for ``predicted_overlap``.
@@ -965,7 +965,7 @@ def change_probability_from_drift_distribution(w0, drift) -> np.ndarray:
 
 
 def fit_quality(predicted, measured) -> dict:
-    """How well predictions match measurements (SCIENCE.md section 7, predictor checks).
+    """How well predictions match measurements (docs/science.md section 7, predictor checks).
 
     ``predicted`` and ``measured``: arrays of the same shape, or dicts name -> number with the same keys.
     Returns {"n", "r2": 1 - SS_res / SS_tot with SS_tot about the mean of measured (NaN if measured is
@@ -1067,7 +1067,7 @@ def _z(x: float, se: float) -> float:
 def overlap_within_strata(changed, region, w0) -> dict:
     """Overlap excess of a changed mask with a region, within strata of equal bf16 ULP (claim C11 control).
 
-    Overlap excess = |changed & region| / |changed| - alpha (SCIENCE.md section 4, overlap against its
+    Overlap excess = |changed & region| / |changed| - alpha (docs/science.md section 4, overlap against its
     random level). Principal-mask entries are large, with larger half-ULPs, so rounding alone lowers
     their change rate; this removes that path: within each stratum s of equal bf16 binade of |w0|
     (equal ULP; zero and subnormals form one stratum) excess_s = o_s / c_s - alpha_s with alpha_s the
@@ -1168,7 +1168,7 @@ def _json_float(x: float):
 
 
 def regime_numbers(w0, w1, change_sum, abs_change_sum, grad_seen, lr, steps) -> dict:
-    """Regime numbers of one fine-tuning run (SCIENCE.md section 7), JSON-ready (undefined values are None).
+    """Regime numbers of one fine-tuning run (docs/science.md section 7), JSON-ready (undefined values are None).
 
     Arguments other than ``lr`` and ``steps`` are dicts name -> array with the same keys and shapes:
     ``w0`` the bf16-rounded base (values must be bf16-representable), ``w1`` the final fp32 master,

@@ -1,4 +1,4 @@
-"""Gate II: model geometry (SCIENCE.md section 3 "Gate II" and the section 4 metric definitions).
+"""Gate II: model geometry (docs/science.md section 3 "Gate II" and the section 4 metric definitions).
 
 Contents
 - spectra and top-k singular subspaces, principal angles and the sin-theta distance;
@@ -330,7 +330,7 @@ def spectral_gap(W, k: int):
 def principal_angles(W0, W1, k: int):
     """Principal angles (radians, increasing) between top-k singular subspaces of W0 and W1.
 
-    SCIENCE.md section 4: cos theta_i = sigma_i(U0k^T U1k), clipped to [0, 1]; same for V.
+    docs/science.md section 4: cos theta_i = sigma_i(U0k^T U1k), clipped to [0, 1]; same for V.
     Small angles are read from the sines sigma(U1k - U0k U0k^T U1k) for accuracy (as scipy does).
     Returns (angles_U, angles_V), each of length k.
     """
@@ -443,7 +443,7 @@ def low_magnitude_mask(W0, alpha: float):
 
 
 def overlap(mask_x, mask):
-    """Overlap(M_x, M) = |M_x n M| / |M| (SCIENCE.md section 4); its random level is
+    """Overlap(M_x, M) = |M_x n M| / |M| (docs/science.md section 4); its random level is
     ``overlap_random_level(mask_x)``. An empty ``mask`` raises ValueError (NaN under tracing)."""
     mask_x = _mask("mask_x", mask_x)
     mask = _mask("mask", mask)
@@ -498,7 +498,7 @@ def jaccard_random_baseline(p, q):
 
 
 def row_ratios(mask):
-    """Row ratio (SCIENCE.md section 4): mean of the mask over each row, shape (m,)."""
+    """Row ratio (docs/science.md section 4): mean of the mask over each row, shape (m,)."""
     return _k_ratios(_mask("mask", mask))[0]
 
 
@@ -552,7 +552,7 @@ def _k_gate2_bounds(W0, dW, k):
 
 
 def gate2_bounds(W0, dW, k: int) -> dict:
-    """Every Gate II bound of SCIENCE.md section 3 from three SVDs: one of W0, one of W1 = W0 + dW, one of dW.
+    """Every Gate II bound of docs/science.md section 3 from three SVDs: one of W0, one of W1 = W0 + dW, one of dW.
 
     Returns ``{name: (lhs, rhs)}`` for the names "weyl", "mirsky", "ky_fan", "ky_fan_sharp",
     "wedin_paper" and "wedin_safe", each pair the same as the function of that name returns
@@ -587,7 +587,7 @@ def _k_angles_from_factors(A0, A1):
 
 def principal_angles_from_factors(A0_k, A1_k):
     """Principal angles (radians, increasing, length k) between the column spans of two orthonormal bases
-    A0_k and A1_k of shape (m, k): SCIENCE.md section 4, cos theta_i = sigma_i(A0k^T A1k), small angles read
+    A0_k and A1_k of shape (m, k): docs/science.md section 4, cos theta_i = sigma_i(A0k^T A1k), small angles read
     from the sines sigma(A1k - A0k A0k^T A1k) as in ``principal_angles``.
 
     Pass the top-k left singular vectors of W0 and W1 for the U angles, the right ones for the V angles;
@@ -622,7 +622,7 @@ def _k_principal_mask_from_factors(U, s, V, count):
 
 
 def principal_mask_from_factors(U_k, s_k, V_k, alpha: float):
-    """Principal mask (LIFT, SCIENCE.md section 4) from precomputed rank-k factors: score each entry by
+    """Principal mask (LIFT, docs/science.md section 4) from precomputed rank-k factors: score each entry by
     |(U_k diag(s_k) V_k^T)_ij| and keep the top ``alpha`` share (``mask_count(m * n, alpha)`` entries; ties go
     to the lower row-major index). With the top-k triplets of a full SVD this is ``principal_mask(W0, k, alpha)``
     up to round-off in the scores (only entries tied with the threshold can differ).
@@ -639,7 +639,7 @@ def _k_energy_from_factors(U, V, dW):
 
 
 def principal_energy_from_factors(U_k, V_k, dW):
-    """Principal energy fraction |U_k U_k^T dW V_k V_k^T|_F^2 / |dW|_F^2 (SCIENCE.md section 4) with U_k (m, k) and
+    """Principal energy fraction |U_k U_k^T dW V_k V_k^T|_F^2 / |dW|_F^2 (docs/science.md section 4) with U_k (m, k) and
     V_k (n, k) the top-k singular vectors of W0 from any accurate (truncated) SVD; NaN for dW = 0. Equals
     ``principal_energy_fraction(W0, dW, k)`` for the vectors of a full SVD; random level k^2 / (m n)
     (``principal_energy_random_level``)."""
@@ -686,7 +686,7 @@ def _k_gap_from_sv(s, k):
 
 
 def nss_from_singular_values(s0, s1):
-    """NSS = |sigma(W1) - sigma(W0)|_2 / |sigma(W0)|_2 (SCIENCE.md section 4) from the two full spectra
+    """NSS = |sigma(W1) - sigma(W0)|_2 / |sigma(W0)|_2 (docs/science.md section 4) from the two full spectra
     (any order: each is sorted decreasing first; both of length min(m, n)); NaN when sigma(W0) = 0.
     Equals ``normalized_spectral_shift(W0, W1)`` for the singular values of W0 and W1."""
     a = _spectrum("s0", s0)

@@ -1,6 +1,6 @@
 """Low-rank adapters (LoRA, PiSSA, MiLoRA and an off-principal LoRA) as pure functions over NNX params.
 
-SCIENCE.md claims C15 (PiSSA gives no gain over LoRA in RLVR and collapses earlier) and C16 (RL
+docs/science.md claims C15 (PiSSA gives no gain over LoRA in RLVR and collapses earlier) and C16 (RL
 updates are small and off-principal, so low-rank adapters can match full RL), section 5 (PiSSA,
 MiLoRA, the PEFT-for-RLVR comparison).
 
@@ -52,7 +52,7 @@ W0's top-k frames: compute them once with ``principal_frames(frozen, cfg)`` and 
 small model on CPU that took the merge from 0.7 ms to 14 ms and a loss gradient from 95 to 166 ms).
 
 What the candidate predicts. The off-principal adapter cannot move the principal part of W0: its
-merged update has zero principal energy at k (SCIENCE.md section 4), and because W0 = U_k S_k V_k^T +
+merged update has zero principal energy at k (docs/science.md section 4), and because W0 = U_k S_k V_k^T +
 (the complement block) and the update lives in the complement block, the top-k singular values and
 vectors of W0 stay exact singular triplets of W1 (they remain the top k while the complement's norm
 stays below sigma_k): no spectral shift, no principal rotation. Under the paper's Gate II (RL is
@@ -175,7 +175,7 @@ def _off_principal_io(A_ir, B_ro, scale, frames):
 
 
 def principal_frames(frozen, cfg: AdapterConfig):
-    """W0's top-k singular frames that the ``offprincipal`` kind projects off (claim C16, SCIENCE.md
+    """W0's top-k singular frames that the ``offprincipal`` kind projects off (claim C16, docs/science.md
     section 4 principal subspaces): ``{matrix name: {"V": V_ik (in, k), "U": U_ok (out, k)}}`` of every
     targeted kernel of ``frozen``, or None for other kinds. Compute once and pass to ``merge``: rebuilding
     them inside every merge costs an SVD per matrix per step."""

@@ -1,4 +1,4 @@
-"""Function-preserving edits of one transformer block (SCIENCE.md claim C12, the causal test).
+"""Function-preserving edits of one transformer block (docs/science.md claim C12, the causal test).
 
 An edit reparametrises block ``layer`` without changing the function the model computes:
 

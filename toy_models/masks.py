@@ -1,5 +1,5 @@
 """Update masks fixed once from the base weights W0, and an optimizer wrapper that honours them
-(SCIENCE.md claim C14, masked RL fine-tuning).
+(docs/science.md claim C14, masked RL fine-tuning).
 
 Masked tensors: the weight matrices of the transformer blocks (attention q, k, v, o kernels and the
 MLP fc_in, fc_out kernels). Each is scored as the paper's W, the (out, in) matrix of

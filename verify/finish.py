@@ -3,7 +3,7 @@
 It refuses a claim without both a positive and a negative control (a verdict that cannot flip is a
 defect), saves the figures, notes where the runs stopped and whether they reached the matched point,
 and attaches the regime numbers of every run the verdict rests on, so a verdict is never read apart
-from the regime it was decided in (SCIENCE.md section 7).
+from the regime it was decided in (docs/science.md section 7).
 """
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def render_markdown(profile_name: str, results: list[tuple[Claim, Verdict]], met
     if table:
         out.append("## Regime of this profile")
         out.append("")
-        out.append("Medians over the distinct fine-tuning runs the claims used (SCIENCE.md section 7): step ratio = "
+        out.append("Medians over the distinct fine-tuning runs the claims used (docs/science.md section 7): step ratio = "
                    "median per-step change / half-ULP, drift ratio = median |w_T - w_0| / half-ULP on the fp32 master, "
                    "walk ratio = lr sqrt(T) / half-ULP, sign consistency = median |sum of changes| / sum of |changes|; "
                    "sparsity over all parameters and over those that received a gradient. Published RLVR: step ratio "

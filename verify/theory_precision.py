@@ -1,4 +1,4 @@
-"""Gate III rows of the `python -m verify theory` table (SCIENCE.md claims C2 and C9).
+"""Gate III rows of the `python -m verify theory` table (docs/science.md claims C2 and C9).
 
 Each row evaluates one statement of theory/precision.py on random and structured instances: fp32
 weights of many magnitudes rounded to bf16, updates around half an ULP, exact ties, steps across

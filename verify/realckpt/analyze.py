@@ -1,4 +1,4 @@
-"""Per-tensor metrics of checkpoint pairs, streamed one tensor name at a time (SCIENCE.md sections 2 to 4).
+"""Per-tensor metrics of checkpoint pairs, streamed one tensor name at a time (docs/science.md sections 2 to 4).
 
 For each tensor name present in the base and in a tuned checkpoint with the same shape:
 - every float tensor: bf16-aware update sparsity with the paper's relative probe (claim C2, eta = 1e-3,
@@ -293,7 +293,7 @@ def _top_k_factors(W, k, chunk, where):
 
 
 # ----------------------------------------------------------------------------------------------
-# exact top-count selection over chunks (the masks of SCIENCE.md section 4 without sorting)
+# exact top-count selection over chunks (the masks of docs/science.md section 4 without sorting)
 
 
 def _select_packed(keys, n_rows: int, n_cols: int, count: int, transposed: bool, chunk: int) -> np.ndarray:
@@ -335,7 +335,7 @@ def _select_packed(keys, n_rows: int, n_cols: int, count: int, transposed: bool,
 
 def principal_mask_packed(U: np.ndarray, s: np.ndarray, V: np.ndarray, alpha: float, transposed: bool = False,
                           chunk: int = 1 << 22) -> np.ndarray:
-    """Packed principal mask (LIFT, SCIENCE.md section 4): the top ``alpha`` share of |U diag(s) V^T| (float32
+    """Packed principal mask (LIFT, docs/science.md section 4): the top ``alpha`` share of |U diag(s) V^T| (float32
     scores, as ``theory.spectral.principal_mask_from_factors``), ``mask_count(m n, alpha)`` entries, ties to
     the lower row-major index of the analysed orientation. U (m, k), V (n, k) in the stored orientation."""
     m, n = U.shape[0], V.shape[0]
@@ -353,7 +353,7 @@ def principal_mask_packed(U: np.ndarray, s: np.ndarray, V: np.ndarray, alpha: fl
 
 
 def low_magnitude_mask_packed(W: np.ndarray, alpha: float, transposed: bool = False, chunk: int = 1 << 22) -> np.ndarray:
-    """Packed low-magnitude mask (SCIENCE.md section 4): the bottom ``alpha`` share of |W| (as stored, in
+    """Packed low-magnitude mask (docs/science.md section 4): the bottom ``alpha`` share of |W| (as stored, in
     float32), ``mask_count(m n, alpha)`` entries, ties to the lower row-major index of the analysed
     orientation (as ``theory.spectral.low_magnitude_mask``)."""
     m, n = W.shape

@@ -4,7 +4,7 @@ Everything is written into a temporary folder beside the output folder and renam
 end (``staged_dir``), after the whole analysis succeeded, so an error or an interrupt never leaves a
 half-written output folder; an earlier output folder of this command is replaced whole.
 
-Files of one pair (DESIGN.md: plain matplotlib PNGs with titled axes and units, linked from the report):
+Files of one pair (docs/design.md: plain matplotlib PNGs with titled axes and units, linked from the report):
 ``pair.json`` (totals, lists, one record per tensor), ``pair.csv`` (one row per tensor), ``pair.md``
 (summary with the figures), ``fig_<metric>.png`` (metric against layer index, one line per module kind).
 ``pairs`` adds ``pairs.json`` / ``pairs.csv`` (Jaccard per tensor, claim C3), ``pairs.md``,
