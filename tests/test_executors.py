@@ -111,3 +111,16 @@ def test_missing_ray_extra_is_one_sentence(monkeypatch, capsys, tmp_path):
     assert run_claims(CLAIM, "tiny", str(tmp_path / "r"), quiet=True, executor="ray") == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: The ray executor needs the optional extra: pip install -e '.[ray]'."
+
+
+def test_targets_all_sweeps_everything_gates_partition_the_registry():
+    from verify.cli import choose
+
+    claims = load_all()
+    ids = lambda target: {c.id for c in choose(target)}
+    sweeps = {c.id for c in claims.values() if c.sweep}
+    assert {"regime.phase", "regime.width", "regime.optimizer"} <= sweeps
+    assert ids("all") == set(claims) - sweeps and ids("sweeps") == sweeps and ids("everything") == set(claims)
+    assert ids("gates") <= ids("all") and "gate3.sparsity" in ids("gates") and "regime.predictor" in ids("gates")
+    assert not any(i.startswith(("consistency", "masked", "geometry")) for i in ids("gates"))
+    assert ids("gate3.sparsity, regime.phase") == {"gate3.sparsity", "regime.phase"}

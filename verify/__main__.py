@@ -1,4 +1,4 @@
-"""`python -m verify theory | list | plan [TARGET] | all | sweeps | everything | CLAIM_ID[,CLAIM_ID...] [--profile P] [--workers N]
+"""`python -m verify theory | list | plan [TARGET] | all | sweeps | everything | gates | CLAIM_ID[,CLAIM_ID...] [--profile P] [--workers N]
 [--executor local|ray [--address ADDR]] | pair BASE TUNED [...] | pairs BASE T1 T2 ... [...]`."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ def main(argv=None) -> int:
     from verify.execute import default_workers
 
     parser = argparse.ArgumentParser(prog="python -m verify", description=__doc__)
-    parser.add_argument("target", help="theory, list, plan, all (every claim but the sweeps), sweeps, everything, or claim "
+    parser.add_argument("target", help="theory, list, plan, all (every claim but the sweeps), sweeps, everything, gates "
+                                       "(Gate I-III, control, regime), or claim "
                                        "ids (see `list`); also `pair`/`pairs` (see their --help)")
     parser.add_argument("plan_target", nargs="?", default="all", help="with `plan`: what to plan (default all)")
     parser.add_argument("--profile", default="quick", help="tiny | quick | full | rlvr (for claims)")

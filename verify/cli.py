@@ -32,10 +32,12 @@ def enable_compilation_cache() -> None:
 
 def choose(target: str):
     """The claims a target names: 'all' (every claim but the sweeps), 'sweeps' (the grid claims),
-    'everything', one claim id, or a comma-separated list of ids."""
+    'everything', 'gates' (the Gate I-III, control and regime claims of 'all', without the case studies),
+    one claim id, or a comma-separated list of ids."""
     claims = load_all()
     groups = {"all": [c for c in claims.values() if not c.sweep], "sweeps": [c for c in claims.values() if c.sweep],
-              "everything": list(claims.values())}
+              "everything": list(claims.values()),
+              "gates": [c for c in claims.values() if not c.sweep and c.id.startswith(("gate", "control", "regime"))]}
     if target in groups:
         return groups[target]
     ids = [t.strip() for t in target.split(",") if t.strip()]
