@@ -3,7 +3,6 @@ local 2-CPU cluster gives bit-identical run files and identical verdicts; the pl
 trains; a missing Ray extra is named in one sentence."""
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
