@@ -17,6 +17,8 @@ from toy_models.sampling import sample
 from toy_models.transformer import ModelConfig, apply, flat_params, init_params, start_index, weight_matrices
 
 CFG = ModelConfig(d_model=16, n_layers=2, n_heads=2, d_ff=32, max_len=16)
+apply_jit = jax.jit(apply, static_argnums=0)  # one compile per shape instead of op-by-op eager dispatch
+verify_jit = jax.jit(verify_tokens)
 
 
 def _tokens(seed, B=3, L=12, pad=(0, 2, 4)):
@@ -33,10 +35,10 @@ def test_causality_future_tokens_do_not_change_past_logits(positions):
     g, p = init_params(cfg, 0)
     toks = _tokens(0)
     start = start_index(toks[:, :6])
-    base, _ = apply(g, p, toks, start)
+    base, _ = apply_jit(g, p, toks, start)
     for t in (5, 8):
         changed = toks.at[:, t + 1 :].set((toks[:, t + 1 :] + 1) % T.VOCAB_SIZE + 3 * (toks[:, t + 1 :] < 3))
-        out, _ = apply(g, p, changed, start)
+        out, _ = apply_jit(g, p, changed, start)
         np.testing.assert_array_equal(np.asarray(out[:, : t + 1]), np.asarray(base[:, : t + 1]))
         assert not np.allclose(np.asarray(out[:, t + 1 :]), np.asarray(base[:, t + 1 :]))
 
@@ -59,7 +61,7 @@ def test_causality_no_gradient_from_future_embeddings():
             x, _ = blk(x, pos, key_ok, 0, None)
         return model.unembed(model.ln_f(x))[:, t].sum()
 
-    grad = jax.grad(logit_at)(emb, 6)
+    grad = jax.jit(jax.grad(logit_at), static_argnums=1)(emb, 6)
     assert float(jnp.abs(grad[:, 7:]).max()) == 0.0
     assert float(jnp.abs(grad[:, 3:7]).max()) > 0.0
 
@@ -68,7 +70,7 @@ def test_jit_equals_no_jit():
     g, p = init_params(CFG, 2)
     toks = _tokens(2)
     start = start_index(toks[:, :6])
-    jitted, _ = jax.jit(apply, static_argnums=0)(g, p, toks, start)
+    jitted, _ = apply_jit(g, p, toks, start)
     with jax.disable_jit():
         eager, _ = apply(g, p, toks, start)
     np.testing.assert_allclose(np.asarray(jitted), np.asarray(eager), rtol=1e-5, atol=1e-5)
@@ -135,7 +137,7 @@ def test_device_verifier_matches_python_verifier(seed, name, size):
                   "".join(rng.choice(list("0123()ab,"), rng.integers(0, C - 1)))]
     comp = jnp.asarray(np.stack([T.encode_completion(c, C) for c in candidates]))
     ans = jnp.asarray(np.stack([T.encode_answer(pr.answer, C)] * len(candidates)))
-    got = np.asarray(verify_tokens(comp, ans))
+    got = np.asarray(verify_jit(comp, ans))
     want = np.array([float(task.verify(pr, c)) for c in candidates])
     np.testing.assert_array_equal(got, want)
 

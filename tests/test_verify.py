@@ -13,10 +13,10 @@ from verify.registry import REPRODUCED, STATUSES, load_all
 
 
 @pytest.mark.slow
-def test_every_registered_claim_is_in_the_report(tiny_report):
+def test_every_registered_claim_but_the_sweeps_is_in_the_report(tiny_report):
     assert tiny_report["code"] == 0
     ids = [c["id"] for c in tiny_report["report"]["claims"]]
-    assert ids == list(load_all())
+    assert ids == [c.id for c in load_all().values() if not c.sweep]
     assert len(ids) >= 4
 
 
