@@ -1,4 +1,4 @@
-"""Hypothesis profiles: `ci` (derandomised, bounded, no database, no deadline) and `dev` (more examples).
+"""Hypothesis profiles: `ci` (derandomised, 20 examples per property, no database, no deadline) and `dev` (300 examples).
 
 Choose with THREEGATE_HYPOTHESIS_PROFILE=ci|dev (default: ci)."""
 
@@ -14,7 +14,7 @@ jax.config.update("jax_compilation_cache_dir", os.path.abspath(_cache))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("ci", derandomize=True, database=None, max_examples=40, print_blob=True, **_common)
+settings.register_profile("ci", derandomize=True, database=None, max_examples=20, print_blob=True, **_common)
 settings.register_profile("dev", max_examples=300, **_common)
 settings.load_profile(os.environ.get("THREEGATE_HYPOTHESIS_PROFILE", "ci"))
 

@@ -136,6 +136,7 @@ def _params_bytes(res, tag="final"):
     return (res.directory / "snapshots" / str(tag) / "params.safetensors").read_bytes()
 
 
+@pytest.mark.slow  # end to end: a full run per preset (about 100 s of compiles and training cold)
 @pytest.mark.parametrize("preset", ["grpo_kl", "dapo_clip", "sft"])
 def test_one_run_per_preset_records_metrics_and_snapshots(runs, preset):
     cfg = run_preset(preset, "tiny", FAST + TINY_BASE + ["train.snapshot_steps=2,4"])
@@ -159,6 +160,7 @@ def test_one_run_per_preset_records_metrics_and_snapshots(runs, preset):
     assert any(not np.array_equal(b[k], f[k]) for k in b)
 
 
+@pytest.mark.slow  # end to end: three runs and a resume
 def test_rl_is_deterministic_and_resume_is_bit_identical(runs, tmp_path, monkeypatch):
     cfg = run_preset("grpo_kl", "tiny", FAST + TINY_BASE)
     full = finetune(cfg, quiet=True)
@@ -175,6 +177,7 @@ def test_rl_is_deterministic_and_resume_is_bit_identical(runs, tmp_path, monkeyp
     assert resumed.metrics() == full_metrics
 
 
+@pytest.mark.slow  # end to end: a run that diverges, then its checkpoint
 def test_nan_guard_names_the_step_and_keeps_last_good_checkpoint(runs, monkeypatch):
     import toy_models.finetune as F
     import toy_models.segment as S

@@ -364,6 +364,7 @@ def test_nothing_matching_is_an_error(tmp_path, capsys):
 # a toy run's snapshots give the toy claims' numbers
 
 
+@pytest.mark.slow
 def test_toy_run_snapshots_give_the_toy_claims_numbers(session_runs, tmp_path, capsys):
     from toy_models.finetune import finetune, run_preset
     from toy_models.transformer import matrix_name, weight_matrices
