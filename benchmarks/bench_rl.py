@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from benchmarks.common import live_buffer_mib, median_seconds, peak_rss_mib, write_results  # noqa: E402
+from benchmarks.bench_toy import forward_flops_per_token  # noqa: E402
+from benchmarks.common import live_buffer_mib, matmul_peak_gflops, median_seconds, peak_rss_mib, write_results  # noqa: E402
 from toy_models.finetune import _Setup, run_preset  # noqa: E402
 from toy_models.optim import init_opt_state  # noqa: E402
 from toy_models.pretrain import Base  # noqa: E402
@@ -74,8 +75,12 @@ def segment_vs_loop(preset: str, base: str, repeats: int) -> dict:
     step = median_seconds(loop, repeats) / SEGMENT
     seqs = spec.batch_sequences
     tokens = seqs * sum(spec.base.corpus.lengths)
+    inputs = sum(spec.base.corpus.lengths) - 1
+    # counted FLOPs of the update only (bench_toy's formula); the measurements are not counted: a lower bound
+    flops = 3 * forward_flops_per_token(spec.base.model, inputs) * seqs * inputs
     return {"base": base, "preset": preset, "segment_s": seg, "loop_s": step, "speedup": step / seg,
-            "sequences_per_step": seqs, "tokens_per_step": tokens, "segment_tokens_per_s": tokens / seg}
+            "sequences_per_step": seqs, "tokens_per_step": tokens, "segment_tokens_per_s": tokens / seg,
+            "update_gflop": flops / 1e9}
 
 
 def vmap_seeds(base: str, repeats: int, n: int = 4) -> dict:
@@ -103,6 +108,7 @@ def main() -> None:
     repeats = 2 if args.quick else 5
     bases = ("tiny",) if args.quick else ("tiny", "small")
     device = f"{jax.default_backend()} ({jax.devices()[0].device_kind}, {jax.device_count()} device(s))"
+    peak = matmul_peak_gflops(sizes=(512,) if args.quick else (512, 1024, 2048), repeats=repeats)["peak"]
     rows = [segment_vs_loop(p, b, repeats) for b in bases for p in ("grpo_kl", "dapo_clip", "sft")]
     vm = [vmap_seeds(b, repeats) for b in bases]
     per_token = {b: {r["preset"]: r["segment_s"] / r["tokens_per_step"] for r in rows if r["base"] == b} for b in bases}
@@ -113,6 +119,16 @@ def main() -> None:
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['base']} | {r['preset']} | {r['sequences_per_step']} | {1e3 * r['loop_s']:.1f} | "
               f"{1e3 * r['segment_s']:.1f} | {r['speedup']:.2f}x | {r['segment_tokens_per_s']:.0f} |" for r in rows]
+    sft = [r for r in rows if r["preset"] == "sft"]
+    for r in sft:
+        r["loop_pct_of_peak"] = 100 * r["update_gflop"] / r["loop_s"] / peak
+        r["segment_pct_of_peak"] = 100 * r["update_gflop"] / r["segment_s"] / peak
+    lines += ["", f"SFT step against the float32 matmul peak measured in this run ({peak:.1f} GFLOP/s), counting the "
+              "update's matmul FLOPs only (bench_toy's formula; the per-step measurements are extra work, so this is a "
+              "lower bound):", "", "| base | batch | GFLOP per step | step loop % of peak | segment % of peak |",
+              "|---|---|---|---|---|"]
+    lines += [f"| {r['base']} | {r['sequences_per_step']} | {r['update_gflop']:.2f} | {r['loop_pct_of_peak']:.1f} | "
+              f"{r['segment_pct_of_peak']:.1f} |" for r in sft]
     lines += ["", "Cost per token of an RL step (sampling, two scoring passes, update and measurements) relative to an "
               "SFT step (update and measurements), segment times: "
               + "; ".join(f"{b}: grpo_kl {per_token[b]['grpo_kl'] / per_token[b]['sft']:.2f}x, dapo_clip "
@@ -121,7 +137,7 @@ def main() -> None:
               "| base | sequential s | vmapped s | speed-up |", "|---|---|---|---|"]
     lines += [f"| {v['base']} | {v['sequential_s']:.3f} | {v['vmapped_s']:.3f} | {v['speedup']:.2f}x |" for v in vm]
     lines += ["", f"Peak resident memory of the benchmark process (getrusage maxrss): {peak_rss_mib():.0f} MiB."]
-    write_results("bench_rl", "\n".join(lines), {"device": device, "steps": rows, "rl_over_sft_per_token": per_token,
+    write_results("bench_rl", "\n".join(lines), {"device": device, "matmul_peak_gflops": peak, "steps": rows, "rl_over_sft_per_token": per_token,
                                                   "vmap": vm, "peak_rss_mib": peak_rss_mib()})
     print("\n".join(lines))
 
