@@ -123,3 +123,60 @@ def test_targets_all_sweeps_everything_gates_partition_the_registry():
     assert ids("gates") <= ids("all") and "gate3.sparsity" in ids("gates") and "regime.predictor" in ids("gates")
     assert not any(i.startswith(("consistency", "masked", "geometry")) for i in ids("gates"))
     assert ids("gate3.sparsity, regime.phase") == {"gate3.sparsity", "regime.phase"}
+
+
+ORPHAN = textwrap.dedent("""
+    import multiprocessing, os, sys, time
+    from concurrent.futures import ProcessPoolExecutor
+    from verify.execute import exit_with_parent
+
+    def init():
+        exit_with_parent(poll_s=0.1)
+
+    def pid_then_sleep():
+        return os.getpid()
+
+    def sleep():
+        time.sleep(60)
+
+    if __name__ == "__main__":
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=init)
+        print(pool.submit(pid_then_sleep).result(), flush=True)
+        pool.submit(sleep)
+        time.sleep(60)
+""")
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_local_workers_end_when_the_driver_is_killed(tmp_path):
+    """SIGKILL on the driver (no cleanup runs) still ends its pool worker within seconds."""
+    import os
+    import signal
+    import time
+
+    script = tmp_path / "orphan.py"
+    script.write_text(ORPHAN)
+    driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+    try:
+        worker = int(driver.stdout.readline())
+        os.kill(worker, 0)  # alive while the driver is
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(worker):
+            time.sleep(0.1)
+        if not _alive(worker):
+            return
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail(f"worker {worker} outlived its killed driver by 10 s")
+    finally:
+        driver.kill()

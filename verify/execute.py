@@ -58,12 +58,29 @@ def _pin(index: int) -> None:
     os.sched_setaffinity(0, set(cpus[start:start + RUN_CORES]) or {cpus[0]})
 
 
+def exit_with_parent(poll_s: float = 1.0) -> threading.Thread:
+    """Start a daemon thread that ends this process when its parent is gone (it is re-parented): a driver killed
+    by a signal it cannot clean up after (SIGTERM, SIGKILL) must not leave workers training into the cache."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os._exit(1)
+
+    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
+    thread.start()
+    return thread
+
+
 def _init_worker(counter, events) -> None:
-    """Process-pool initializer: each worker takes the next core and relays its progress to the parent."""
+    """Process-pool initializer: each worker takes the next core, ends with its parent and relays its progress
+    to the parent."""
     with counter.get_lock():
         index = counter.value
         counter.value += 1
     _pin(index)
+    exit_with_parent()
     if events is not None:
         from toy_models.progress import relay_to
 
