@@ -73,11 +73,10 @@ def segment_vs_loop(preset: str, base: str, repeats: int) -> dict:
 
     seg = median_seconds(segment, repeats) / SEGMENT
     step = median_seconds(loop, repeats) / SEGMENT
-    seqs = spec.batch_sequences
-    tokens = seqs * sum(spec.base.corpus.lengths)
-    inputs = sum(spec.base.corpus.lengths) - 1
-    # counted FLOPs of the update only (bench_toy's formula); the measurements are not counted: a lower bound
-    flops = 3 * forward_flops_per_token(spec.base.model, inputs) * seqs * inputs
+    seqs, length = spec.batch_sequences, sum(spec.base.corpus.lengths)
+    tokens = seqs * length
+    # counted FLOPs of the update only (bench_toy's formula, length - 1 inputs); measurements uncounted: a lower bound
+    flops = 3 * forward_flops_per_token(spec.base.model, length - 1) * seqs * (length - 1)
     return {"base": base, "preset": preset, "segment_s": seg, "loop_s": step, "speedup": step / seg,
             "sequences_per_step": seqs, "tokens_per_step": tokens, "segment_tokens_per_s": tokens / seg,
             "update_gflop": flops / 1e9}
@@ -137,8 +136,9 @@ def main() -> None:
               "| base | sequential s | vmapped s | speed-up |", "|---|---|---|---|"]
     lines += [f"| {v['base']} | {v['sequential_s']:.3f} | {v['vmapped_s']:.3f} | {v['speedup']:.2f}x |" for v in vm]
     lines += ["", f"Peak resident memory of the benchmark process (getrusage maxrss): {peak_rss_mib():.0f} MiB."]
-    write_results("bench_rl", "\n".join(lines), {"device": device, "matmul_peak_gflops": peak, "steps": rows, "rl_over_sft_per_token": per_token,
-                                                  "vmap": vm, "peak_rss_mib": peak_rss_mib()})
+    write_results("bench_rl", "\n".join(lines), {"device": device, "matmul_peak_gflops": peak, "steps": rows,
+                                                  "rl_over_sft_per_token": per_token, "vmap": vm,
+                                                  "peak_rss_mib": peak_rss_mib()})
     print("\n".join(lines))
 
 

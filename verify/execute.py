@@ -58,7 +58,7 @@ def _pin(index: int) -> None:
     os.sched_setaffinity(0, set(cpus[start:start + RUN_CORES]) or {cpus[0]})
 
 
-def exit_with_parent(poll_s: float = 1.0) -> threading.Thread:
+def exit_with_parent(poll_s: float = 1.0) -> None:
     """Start a daemon thread that ends this process when its parent is gone (it is re-parented): a driver killed
     by a signal it cannot clean up after (SIGTERM, SIGKILL) must not leave workers training into the cache."""
     parent = os.getppid()
@@ -68,9 +68,7 @@ def exit_with_parent(poll_s: float = 1.0) -> threading.Thread:
             time.sleep(poll_s)
         os._exit(1)
 
-    thread = threading.Thread(target=watch, name="exit-with-parent", daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _init_worker(counter, events) -> None:

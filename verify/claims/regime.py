@@ -454,9 +454,12 @@ def width(ctx) -> Measurement:
             ax.legend(fontsize=6)
     fig.suptitle("RL at matched gain against width", fontsize=9)
     direction = lambda e: "rises" if e.low > 0 else "falls" if e.high < 0 else "shows no clear trend"  # noqa: E731
-    reach_text = (f"fitted sparsity reaches {PAPER_RL_BAND[0]:.0%} at d_model {reach:.3g}" if reach <= MAX_READ_WIDTH
-                  else f"the fitted sparsity trend is too flat to reach the paper's RL band below d_model {MAX_READ_WIDTH:.0e}"
-                  if math.isfinite(reach) else "the fitted sparsity trend never reaches the paper's RL band")
+    if reach <= MAX_READ_WIDTH:
+        reach_text = f"fitted sparsity reaches {PAPER_RL_BAND[0]:.0%} at d_model {reach:.3g}"
+    elif math.isfinite(reach):
+        reach_text = f"the fitted sparsity trend is too flat to reach the paper's RL band below d_model {MAX_READ_WIDTH:.0e}"
+    else:
+        reach_text = "the fitted sparsity trend never reaches the paper's RL band"
     return Measurement(
         status, f"sparsity slope per doubling of d_model {est.text('+.3f')}; drift ratio {slopes['drift_ratio'].text('+.2f')}; "
                 f"principal overlap {slopes['principal_overlap'].text('+.3f')}; {reach_text}",
