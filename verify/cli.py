@@ -103,10 +103,13 @@ def run_claims(target: str, profile_name: str, out: str | None, *, quiet: bool =
         return 2
     out_dir = Path(out or f"reports/{profile_name}").resolve()
     memo: dict = {}
+    t_decide = time.time()
     results = decide(chosen, lambda cid: Context(profile, out_dir, quiet=True, claim_id=cid, _memo=memo))
+    t_decide = time.time() - t_decide
     base = Context(profile, out_dir, _memo=memo).base()
     meta = {"seeds": list(profile.seeds), "base_dir": str(base.directory), "base_pass_rates": base.pass_rates,
             "seconds": round(time.time() - t0, 1), "seconds_training": round(t_exec, 1),
+            "seconds_deciding": round(t_decide, 1),
             "runs": len(plan.runs), "runs_executed": missing, "workers": workers, "executor": executor}
     pairs = [(c, v) for c, v, _ in results]
     meta["sections"] = [text for text in (fn(pairs) for fn in SECTIONS) if text]
@@ -115,5 +118,5 @@ def run_claims(target: str, profile_name: str, out: str | None, *, quiet: bool =
     for c, v, sec in results:
         print(f"[{sec:6.1f} s] " + line(c, v) if not quiet else line(c, v))
     if not quiet:
-        print(f"\nreport: {md} ({time.time() - t0:.0f} s; training {t_exec:.0f} s)")
+        print(f"\nreport: {md} ({time.time() - t0:.0f} s; training {t_exec:.0f} s, deciding {t_decide:.0f} s)")
     return 0

@@ -25,11 +25,12 @@ import tarfile
 import tempfile
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from toy_models.config import ConfigError, from_dict, to_dict
 from toy_models.progress import Progress
+from verify.schedule import compile_group, pick
 
 RAY_HINT = "The ray executor needs the optional extra: pip install -e '.[ray]'."
 
@@ -167,18 +168,33 @@ def execute(plan, *, workers: int = 1, executor: str = "local", address: str | N
         if shower is not None:
             shower.start()
         try:
-            with ProcessPoolExecutor(max_workers=min(workers, max(len(s) for s in stages)), mp_context=ctx,
-                                     initializer=_init_worker, initargs=(counter, events)) as pool:
+            size = min(workers, max(len(s) for s in stages))
+            with ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_init_worker,
+                                     initargs=(counter, events)) as pool:
                 for stage in stages:  # bases first: runs start from them
-                    futures = {pool.submit(_worker_task, kind, data, quiet): (kind, data) for kind, data in stage}
-                    for fut in as_completed(futures):
-                        finished(*futures[fut], fut.result())
+                    _run_stage(pool, size, stage, quiet, finished)
         finally:
             if shower is not None:
                 events.put(None)
                 shower.join()
     finally:
         bar.close()
+
+
+def _run_stage(pool, workers: int, stage: list, quiet: bool, finished) -> None:
+    """Keep ``workers`` items of a stage in flight, the next one chosen by ``verify.schedule.pick``."""
+    waiting = [(kind, data, compile_group(kind, data)) for kind, data in stage]
+    running: dict = {}
+    compiled: set = set()
+    while waiting or running:
+        while waiting and len(running) < workers:
+            kind, data, group = waiting.pop(pick([g for *_, g in waiting], compiled, {g for *_, g in running.values()}))
+            running[pool.submit(_worker_task, kind, data, quiet)] = (kind, data, group)
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for fut in done:
+            kind, data, group = running.pop(fut)
+            compiled.add(group)
+            finished(kind, data, fut.result())
 
 
 # ------------------------------------------------------------------------------------------------

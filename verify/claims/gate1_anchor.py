@@ -10,6 +10,8 @@ sampled sequence, mean over the batch), ``kl/fisher_quad_seq`` (1/2 D^T F D of t
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -315,6 +317,31 @@ def decide_weight_leash(holds, ratios) -> str:
     return REPRODUCED if np.all(ratios >= INFORMATIVE) else INCONCLUSIVE
 
 
+@functools.lru_cache(maxsize=8)
+def _fisher_root(graphdef, names: tuple, P: int):
+    """Jitted A(x) with F = A^T A / sum(m): the Fisher of the completion logits over the parameters ``names``
+    (flattened into x, others from ``flat0``), A = sqrt(m p_v) (J_v - sum_u p_u J_u), the square root of
+    diag p - p p^T. One compiled program (the eager Jacobian compiled hundreds of small ones)."""
+
+    def root(x, flat0, template, tokens_NL, start, m_NC):
+        def logits(x):
+            parts, i = dict(flat0), 0
+            for n in names:
+                k = flat0[n].size
+                parts[n] = x[i:i + k].reshape(flat0[n].shape)
+                i += k
+            out = apply(graphdef, unflatten_params(template, parts), tokens_NL[:, :-1], start)[0]
+            return out[:, P - 1:].astype(jnp.float32)
+
+        z = logits(x)
+        J = jax.jacfwd(logits)(x)  # (N, C, V, P)
+        p = jax.nn.softmax(z, axis=-1)
+        Jc = J - jnp.einsum("ncvp,ncv->ncp", J, p)[:, :, None, :]
+        return (jnp.sqrt(p * m_NC[..., None])[..., None] * Jc).reshape(-1, x.size)
+
+    return jax.jit(root)
+
+
 def _restricted_fisher(ctx, run, names):
     """Dense Fisher over the parameters ``names`` (others fixed at the base) on the run's probe; the
     flat order is the concatenation of the named tensors."""
@@ -333,25 +360,10 @@ def _restricted_fisher(ctx, run, names):
         raise ValueError(f"The dense Fisher over {names} needs a Jacobian of {entries:.3g} entries, above the "
                          f"{MAX_JACOBIAN_ENTRIES:.0e} this check allows; use a smaller model.")
     start = start_index(tokens_NL[:, :P])
-
-    def logits(x):
-        parts = dict(flat0)
-        i = 0
-        for n, s, k in zip(names, shapes, sizes):
-            parts[n] = x[i:i + k].reshape(s)
-            i += k
-        out = apply(base.graphdef, unflatten_params(base.params, parts), tokens_NL[:, :-1], start)[0]
-        return out[:, P - 1:].astype(jnp.float32)
-
     x0 = jnp.concatenate([jnp.asarray(flat0[n]).ravel() for n in names])
-    z = logits(x0)
-    J = jax.jacfwd(logits)(x0)  # (N, C, V, P)
-    p = jax.nn.softmax(z, axis=-1)
-    m = mask_NC.astype(jnp.float32)
-    # F = A^T A / sum(m) with A = sqrt(m p_v) (J_v - sum_u p_u J_u): the square root of diag p - p p^T
-    Jc = J - jnp.einsum("ncvp,ncv->ncp", J, p)[:, :, None, :]
-    A = (jnp.sqrt(p * m[..., None])[..., None] * Jc).reshape(-1, x0.size)
-    A = np.asarray(A, np.float64)
+    flat0_j = {k: jnp.asarray(v) for k, v in flat0.items()}
+    m = jnp.asarray(mask_NC, jnp.float32)
+    A = np.asarray(_fisher_root(base.graphdef, tuple(names), P)(x0, flat0_j, base.params, tokens_NL, start, m), np.float64)
     return A.T @ A / float(jnp.sum(m)), flat0
 
 
