@@ -32,6 +32,7 @@ from benchmarks.common import live_buffer_mib, matmul_peak_gflops, median_second
 from toy_models.finetune import _Setup, run_preset  # noqa: E402
 from toy_models.optim import init_opt_state  # noqa: E402
 from toy_models.pretrain import Base  # noqa: E402
+from toy_models.sampling import sample  # noqa: E402
 from toy_models.segment import init_state, train_segment, train_step  # noqa: E402
 from toy_models.steps import probe_logp  # noqa: E402
 from toy_models.transformer import init_params  # noqa: E402
@@ -74,10 +75,15 @@ def segment_vs_loop(preset: str, base: str, repeats: int) -> dict:
     seg = median_seconds(segment, repeats) / SEGMENT
     step = median_seconds(loop, repeats) / SEGMENT
     seqs, length = spec.batch_sequences, sum(spec.base.corpus.lengths)
+    sampling = None
+    if spec.train.method == "rl":  # the sampling part of a step alone: the step's batch of prompts, its sampler
+        prompts = s.data.pool.prompts_NP[:seqs]
+        sampling = median_seconds(lambda: sample(st.graphdef, s.ref_params, prompts, s.run_key, cfg=st.mcfg,
+                                                 completion_len=st.completion_len)[0].block_until_ready(), repeats)
     tokens = seqs * length
     # counted FLOPs of the update only (bench_toy's formula, length - 1 inputs); measurements uncounted: a lower bound
     flops = 3 * forward_flops_per_token(spec.base.model, length - 1) * seqs * (length - 1)
-    return {"base": base, "preset": preset, "segment_s": seg, "loop_s": step, "speedup": step / seg,
+    return {"base": base, "preset": preset, "segment_s": seg, "loop_s": step, "speedup": step / seg, "sampling_s": sampling,
             "sequences_per_step": seqs, "tokens_per_step": tokens, "segment_tokens_per_s": tokens / seg,
             "update_gflop": flops / 1e9}
 
@@ -131,7 +137,11 @@ def main() -> None:
     lines += ["", "Cost per token of an RL step (sampling, two scoring passes, update and measurements) relative to an "
               "SFT step (update and measurements), segment times: "
               + "; ".join(f"{b}: grpo_kl {per_token[b]['grpo_kl'] / per_token[b]['sft']:.2f}x, dapo_clip "
-                          f"{per_token[b]['dapo_clip'] / per_token[b]['sft']:.2f}x" for b in bases) + ".", "",
+                          f"{per_token[b]['dapo_clip'] / per_token[b]['sft']:.2f}x" for b in bases) + ". "
+              "Sampling the step's completions alone (same batch and sampler, jitted by itself), as a share of the "
+              "segment step: " + "; ".join(f"{r['base']} {r['preset']} {1e3 * r['sampling_s']:.1f} ms = "
+                                           f"{100 * r['sampling_s'] / r['segment_s']:.0f} %" for r in rows
+                                           if r["sampling_s"] is not None) + ".", "",
               "Four seeds of grpo_kl, one segment each, one after another against one vmapped segment:", "",
               "| base | sequential s | vmapped s | speed-up |", "|---|---|---|---|"]
     lines += [f"| {v['base']} | {v['sequential_s']:.3f} | {v['vmapped_s']:.3f} | {v['speedup']:.2f}x |" for v in vm]

@@ -17,16 +17,24 @@ product, the best the model's skinny matmuls can do here; 'matmul-bound ms' = st
 the step time if every counted FLOP ran at it; the rest of 'ms/step' is unfused elementwise work, memory
 traffic and per-op overhead. Batch 1 gives the fixed cost of a step.
 
+One process on both cores splits each small op across two threads and reaches less than two processes
+each pinned to its own core, which is how ``verify --workers N`` runs (each run on one core): the last
+measurement times the small step at batch 64 in one pinned process per core at once and sums them.
+
     python benchmarks/bench_toy.py [--quick] [--medium]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -111,6 +119,36 @@ def shape_matmul_gflops(cfg, batch: int, repeats: int) -> float:
     return 2 * a.shape[0] * a.shape[1] * b.shape[1] / sec / 1e9
 
 
+def one_core_step(preset: str, batch: int, repeats: int) -> dict:
+    """In a process pinned to one core: compile and warm up, say 'ready', wait for a line on stdin (so that the
+    pinned processes time together), then time the pretraining step as ``train_throughput`` does."""
+    train_throughput(PRESETS[preset], batch, 2, 1)  # compile and warm up at this shape
+    print("ready", flush=True)
+    sys.stdin.readline()
+    return train_throughput(PRESETS[preset], batch, 20, repeats)
+
+
+def pinned_steps(preset: str, batch: int, repeats: int) -> dict | None:
+    """One process per core, each pinned to its core, all timing the step at once: how ``verify --workers N``
+    uses the machine (every run pinned to one core). Aggregate GFLOP/s = the sum over the processes; None where
+    CPU affinity is unavailable."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    code = ("import os, sys, json; os.sched_setaffinity(0, {%d}); sys.path.insert(0, %r); "
+            "from benchmarks.bench_toy import one_core_step; print(json.dumps(one_core_step(%r, %d, %d)))")
+    procs = [subprocess.Popen([sys.executable, "-c", code % (c, str(ROOT), preset, batch, repeats)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for c in sorted(os.sched_getaffinity(0))]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready", "a pinned benchmark process failed before timing"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    outs = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    return {"processes": len(outs), "seconds_per_step": [o["seconds_per_step"] for o in outs],
+            "gflops": sum(o["gflops"] for o in outs)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a fast smoke run (few repeats, small batches)")
@@ -144,6 +182,16 @@ def main() -> None:
     for name in presets:
         for s in results["presets"][name]["sampling"]:
             lines.append(f"| {name} | {s['prompt_len']} | {s['cached']:.4f} | {s['uncached']:.4f} | {s['speedup']:.1f}x | {s['token_ratio']:.1f} |")
+    pinned = pinned_steps("small", 64, repeats)
+    if pinned is not None:
+        one = next(r for r in results["presets"]["small"]["train"] if r["batch"] == 64)
+        pinned["pct_of_peak"] = 100 * pinned["gflops"] / peak["peak"]
+        results["pinned_small_64"] = pinned
+        lines += ["", f"The small step at batch 64 in {pinned['processes']} processes at once, each pinned to one core (how "
+                  "`verify --workers N` runs: every run on one core): "
+                  + ", ".join(f"{1e3 * t:.1f}" for t in pinned["seconds_per_step"])
+                  + f" ms/step, together {pinned['gflops']:.1f} GFLOP/s = {pinned['pct_of_peak']:.1f} % of the matmul peak "
+                  f"above (one process on all cores: {one['pct_of_peak']:.1f} %)."]
     results["peak_rss_mib"] = peak_rss_mib()
     results["live_buffer_mib"] = max(r["live_buffer_mib"] for p in results["presets"].values() for r in p["train"])
     lines += ["", f"Peak resident memory of the benchmark process (getrusage maxrss): {results['peak_rss_mib']:.0f} MiB; "

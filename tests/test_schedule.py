@@ -22,8 +22,16 @@ def key(spec):
 
 def test_runs_differing_in_seed_rate_or_length_share_a_program():
     a = P.rl(0)
-    assert key(a) == key(P.rl(1)) == key(P.rl(0, lr=3e-3)) == key(a.replace(train__max_steps=7, train__target_gain=None))
+    assert key(a) == key(P.rl(1)) == key(P.rl(0, lr=3e-3)) == key(a.replace(train__max_steps=70, train__target_gain=None))
     assert key(P.sft(0)) == key(P.sft(2, lr=1e-2))
+    assert key(a) == key(a.replace(edit__kind="rotate_vo"))  # an edit changes the base weights, not the program
+
+
+def test_the_static_segment_length_keys_a_program_not_the_evaluation_interval():
+    a = P.rl(0).replace(train__eval_every=10, train__checkpoint_every=50)
+    assert key(a) == key(a.replace(train__eval_every=20, train__checkpoint_every=10))  # segments of 10 either way
+    assert key(a) != key(a.replace(train__eval_every=20, train__checkpoint_every=20))  # segments of 20
+    assert key(a) != key(a.replace(train__max_steps=7))  # one segment of 7
 
 
 def test_method_precision_optimizer_adapter_and_mask_split_programs():

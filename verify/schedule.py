@@ -11,30 +11,35 @@ Order changes wall time only: a run is a pure function of its spec, wherever and
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Hashable
-
-# RunSpec fields that are traced or used outside the compiled steps: runs differing only here share programs
-_TRAIN_RUNTIME = ("lr", "seed", "data_seed", "max_steps", "target_gain", "snapshot_steps", "checkpoint_every", "on_nan")
-
 
 def compile_group(kind: str, data: dict) -> Hashable:
     """A key equal for work items that run the same compiled programs (a RunSpec or base config as a dict).
 
     A heuristic for ordering only: two items under one key that compile differently cost a compile, never a
-    wrong result. Kept: the model and sequence layout, the method, RL and optimizer options, precision,
-    batch, data sizes, devices, the adapter's shape (pissa and milora share lora's step) and whether a mask
-    is present; dropped: rates, seeds, lengths and stopping rules (traced or outside the step), the base's
-    pretraining settings and the edit (they change weights, not programs)."""
+    wrong result. Kept: everything that is static in the steps (``StepStatics``: model, method, RL options,
+    optimizer but its rate, precision, batch, devices, the adapter's shape, pissa and milora sharing lora's
+    step), the data shapes (pool, held-out set and probe sizes), whether a mask is present, and the static
+    segment length; dropped: rates, seeds, step counts and stopping rules (traced or outside the steps), the
+    base's pretraining settings and the edit (they change weights, not programs)."""
+    from toy_models.config import from_dict
+    from toy_models.finetune import RunSpec, segment_ends
+    from toy_models.pretrain import BaseConfig
+
     if kind == "base":
-        return ("base", repr(data["model"]), repr(data["corpus"].get("tasks")), data["corpus"].get("size"))
-    train = {k: v for k, v in data["train"].items() if k not in _TRAIN_RUNTIME}
-    adapter = dict(data["adapter"])
-    if adapter.get("kind") in ("pissa", "milora"):
-        adapter["kind"] = "lora"
-    mask = data["mask"]
-    return ("run", repr(data["base"]["model"]), repr(data["base"]["corpus"].get("tasks")),
-            data["base"]["corpus"].get("size"), repr(sorted(data["rl"].items())), repr(sorted(train.items())),
-            repr(sorted(adapter.items())), mask.get("kind") != "none", mask.get("other"))
+        base = from_dict(BaseConfig, data)
+        return ("base", base.model, base.corpus.lengths)
+    spec = from_dict(RunSpec, data)
+    t, n = spec.train, len(spec.tasks)
+    ends = segment_ends(t)
+    length = max(b - a for a, b in zip([0] + ends, ends))  # as toy_models.finetune.finetune sizes its segments
+    adapter = spec.adapter
+    if adapter.kind in ("pissa", "milora"):
+        adapter = dataclasses.replace(adapter, kind="lora")
+    return ("run", spec.base.model, spec.base.corpus.lengths, spec.rl, t.method, t.optim(), t.precision,
+            spec.batch_sequences, t.devices, t.pool_per_task * n, t.eval_problems * n, t.probe_size, length, adapter,
+            spec.mask.kind != "none", spec.mask.other)
 
 
 def pick(groups: list[Hashable], compiled: set, compiling: set) -> int:
