@@ -65,7 +65,7 @@ def main() -> None:
     worker_compile, worker_programs = compile_seconds(log[:last + 1])
     driver_compile, _ = compile_seconds(log[last + 1:])
     worker_seconds = sum(int(ITEM.match(log[i]).group(4)) for i in items)
-    training, deciding = meta["seconds_training"], meta["seconds"] - meta["seconds_training"]
+    training, deciding = meta["seconds_training"], meta["seconds_deciding"]
     top = worker_programs.most_common(4)
     data = {"profile": args.profile, "workers": args.workers, "wall_s": wall, "report_s": meta["seconds"],
             "training_s": training, "deciding_s": deciding, "items": len(items), "worker_item_s": worker_seconds,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Hashable
 
+
 def compile_group(kind: str, data: dict) -> Hashable:
     """A key equal for work items that run the same compiled programs (a RunSpec or base config as a dict).
 

@@ -353,18 +353,15 @@ def _restricted_fisher(ctx, run, names):
     heldout = build_pool(cfg.base.corpus.tasks, cfg.base.corpus.size, t.eval_problems, P, C, t.seed, heldout=True)
     probe = build_probe(base.graphdef, cfg.base.model, params0, heldout, t.probe_size, P, C, t.seed)
     tokens_NL, mask_NC = probe.tokens_NL[:FISHER_PROBE], probe.mask_NC[:FISHER_PROBE]
-    shapes = [flat0[n].shape for n in names]
-    sizes = [int(np.prod(s)) for s in shapes]
-    entries = int(tokens_NL.shape[0]) * C * cfg.base.model.vocab_size * sum(sizes)
+    entries = int(tokens_NL.shape[0]) * C * cfg.base.model.vocab_size * sum(flat0[n].size for n in names)
     if entries > MAX_JACOBIAN_ENTRIES:
         raise ValueError(f"The dense Fisher over {names} needs a Jacobian of {entries:.3g} entries, above the "
                          f"{MAX_JACOBIAN_ENTRIES:.0e} this check allows; use a smaller model.")
     start = start_index(tokens_NL[:, :P])
-    x0 = jnp.concatenate([jnp.asarray(flat0[n]).ravel() for n in names])
-    flat0_j = {k: jnp.asarray(v) for k, v in flat0.items()}
-    m = jnp.asarray(mask_NC, jnp.float32)
-    A = np.asarray(_fisher_root(base.graphdef, tuple(names), P)(x0, flat0_j, base.params, tokens_NL, start, m), np.float64)
-    return A.T @ A / float(jnp.sum(m)), flat0
+    x0 = np.concatenate([flat0[n].ravel() for n in names])
+    m = np.asarray(mask_NC, np.float32)
+    A = np.asarray(_fisher_root(base.graphdef, tuple(names), P)(x0, flat0, base.params, tokens_NL, start, m), np.float64)
+    return A.T @ A / float(m.sum()), flat0
 
 
 @claim("gate1.weight_leash", paper=("C7",), title="per-layer weight leash |dW|_F <= sqrt(2 delta_W / mu_W)",
