@@ -15,7 +15,7 @@ NaN/Inf ends at its last good step with reason "diverged" (a collapse) instead o
 Per cell and seed: the held-out gain at the last step; the first evaluation step at which the gain reached the
 profile's target gain; collapse (``collapse_point``) and its onset step; the exact KL to the base on the probe
 set; the normalised spectral shift and the largest top-k principal angle of the merged block matrices (fp32
-master, ``verify.claims.gate2_geometry.spectral_drift``).
+master, ``verify.claims.gate2.spectral_drift``).
 
 The same grid with SFT on demonstrations (``profile.sft``) is reported, not decided: the paper's story (PiSSA
 trains the principal directions that SFT moves) predicts that PiSSA helps SFT more than RL.
@@ -41,7 +41,7 @@ import numpy as np
 from theory.spectral import top_k_energy_share
 from toy_models.adapters import AdapterConfig
 from toy_models.finetune import RunSpec
-from verify.claims.gate2_geometry import _pairs, spectral_drift
+from verify.claims.gate2 import _pairs, spectral_drift
 from verify.registry import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
@@ -563,7 +563,7 @@ def _grid_rule() -> str:
        paper_number="no gain over LoRA; collapses sooner at high lr (ranks 8-64, lr 1e-5 to 1e-4; figures only). PEFT for "
                     "RLVR (1.5B): full 44.9, LoRA 42.5, MiLoRA 18.0, PiSSA 0.2",
        rule=_grid_rule(), runs=grid_runs, sweep=True)
-def grid(ctx) -> Measurement:
+def grid(ctx, runs) -> Measurement:
     """adapters.grid (C15): the RL adapter grid decided PiSSA against LoRA; the SFT grid reported beside it."""
     p = ctx.profile
     rl, sft = Grid(ctx, "rl"), Grid(ctx, "sft")
@@ -642,7 +642,7 @@ def grid(ctx) -> Measurement:
                "count NaN only: SFT on demonstrations first falls below the base in every run while it learns the "
                "scratchpad format.",
                "KL: exact token-mean KL(pi || base) on the probe set at the last step; NSS and angle: fp32 master merged "
-               "block matrices against the base, top-4 subspaces (verify.claims.gate2_geometry.spectral_drift).",
+               "block matrices against the base, top-4 subspaces (verify.claims.gate2.spectral_drift).",
                f"Steps to target: first evaluation (every {p.eval_every} steps) with gain >= {p.target_gain}; numbers "
                "'<cell>/reached_target' and '<cell>/steps_to_target_median'."] + edge_notes(rl, best) + edge_notes(sft, sft_best),
     )
@@ -684,7 +684,7 @@ def ranks_for_energy(pairs: dict, share: float = 0.9) -> float:
             "top-r singular directions per block matrix against the isotropic level, the lr ratio rank-1 / full, and "
             "the grid ranks' LoRA against full",
        runs=approximation_runs, sweep=True)
-def approximation(ctx) -> Measurement:
+def approximation(ctx, runs) -> Measurement:
     """adapters.approximation (C16): rank-r energy share of full RL's update; rank-1 LoRA's gain against full RL's."""
     p = ctx.profile
     rl = Grid(ctx, "rl", [c for c in cells(p, "rl") if c[0] in (FULL, "lora")] + rank1_cells(p))

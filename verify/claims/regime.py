@@ -13,7 +13,7 @@ because it usually runs with a smaller step.
   ULP, against what a magnitude-only change model predicts.
 
 Views: masks use the released bf16 export; continuous quantities the fp32 master weights; block
-matrices only (attention q/k/v/o, fc_in, fc_out), as in verify/claims/gate2_geometry.py.
+matrices only (attention q/k/v/o, fc_in, fc_out), as in verify/claims/gate2.py.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from theory.precision import (
     to_bf16,
 )
 from toy_models.pretrain import BaseConfig
-from verify.claims.gate2_geometry import ALPHA, _Curv, _pairs, base_masks, changed_masks, energy_ratio, in_mask_share, spectral_drift
+from verify.claims.gate2 import ALPHA, _Curv, _pairs, base_masks, changed_masks, energy_ratio, in_mask_share, spectral_drift
 from verify.common import as_f64
 from verify.registry import (
     INCONCLUSIVE,
@@ -143,13 +143,14 @@ def _predictor_runs(p):
     """Every plain fp32_master run (no adapter, mask or edit) of the Gate I-III, control and regime claims
     that `all` runs: the runs the suite trains anyway. The case studies' runs (other task mixes, edited
     bases) and the sweeps are left out, so that the predictor adds no run of its own."""
-    from verify.registry import CLAIMS
+    from verify.registry import CLAIM_MODULES, load
 
     seen: dict = {}
-    for c in CLAIMS.values():
-        if c.sweep or c.id == "regime.predictor" or not c.id.startswith(("gate", "control", "regime")):
+    ids = [i for i in CLAIM_MODULES if i != "regime.predictor" and i.startswith(("gate", "control", "regime"))]
+    for c in load(ids).values():
+        if c.sweep:
             continue
-        for s in c.runs(p):
+        for s in c.specs(p):
             plain = s.adapter.kind == "none" and s.mask.kind == "none" and s.edit.kind == "none"
             if plain and s.train.precision == "fp32_master":
                 seen.setdefault(s, s)
@@ -164,7 +165,7 @@ def _predictor_runs(p):
             f"{PREDICTOR_R2} and largest miss <= {PREDICTOR_MISS} -> REPRODUCED; R^2 < {PREDICTOR_FAIL_R2} -> NOT "
             "REPRODUCED; else INCONCLUSIVE; the lr/steps/sign-consistency predictor is reported beside it",
        runs=_predictor_runs)
-def predictor(ctx) -> Measurement:
+def predictor(ctx, runs) -> Measurement:
     """regime.predictor (C1, C6, C9): predicted against measured sparsity for every run of the regime map."""
     runs = [ctx.run(s) for s in _predictor_runs(ctx.profile) if s.train.precision == "fp32_master"]
     runs = list({r.directory.name: r for r in runs}.values())
@@ -300,7 +301,7 @@ def _synthetic_phase(seed: int, effect: float) -> tuple:
             "of the metric's range -> explained by regime (NOT REPRODUCED); else INCONCLUSIVE. The row's status is "
             "the sparsity metric's (C1); every metric's decision is in the numbers",
        runs=_phase_runs, sweep=True)
-def phase(ctx) -> Measurement:
+def phase(ctx, runs) -> Measurement:
     """regime.phase: every metric against the drift ratio for RL and SFT, decided in overlapping bins."""
     p = ctx.profile
     runs = [ctx.run(s) for s in _phase_runs(p)]
@@ -426,7 +427,7 @@ def band_width(widths, sparsity, level: float = PAPER_RL_BAND[0]) -> float:
             "bf16 sparsity per doubling of d_model with a 95 % CI: > 0 -> REPRODUCED; < 0 -> NOT REPRODUCED; else "
             "INCONCLUSIVE; drift ratio, principal overlap, energy ratio and NSS slopes reported",
        runs=_width_runs, sweep=True)
-def width(ctx) -> Measurement:
+def width(ctx, runs) -> Measurement:
     """regime.width: regime and metrics of matched-gain RL against d_model."""
     p = ctx.profile
     widths = _widths(p)
@@ -532,7 +533,7 @@ def decide_optimizer(adam_diff: Estimate, sgd_diff: Estimate) -> str:
             "SGD (the smallest norm-matched SGD lr scale whose runs all reach the gain) -> REPRODUCED; under AdamW "
             "only -> NOT REPRODUCED (an Adam artifact); else INCONCLUSIVE; Gate II metrics and on-policy SFT reported",
        runs=_optimizer_runs, sweep=True)
-def optimizer(ctx) -> Measurement:
+def optimizer(ctx, runs) -> Measurement:
     """regime.optimizer: RL against SFT under AdamW, Adam with eps 1e-5 and SGD; on-policy SFT beside them."""
     p = ctx.profile
     variants = {k: [ctx.run(s) for s in v] for k, v in _opt_variants(p).items()}
@@ -645,7 +646,7 @@ def _planted_strata(seed: int, avoid: bool) -> float:
             "of equal |w0| binade (equal ULP), aggregated: CI < 0 -> REPRODUCED; otherwise NOT REPRODUCED (explained by "
             "magnitude, or preference); the unstratified excess and a magnitude-only model's prediction beside it",
        runs=_main)
-def magnitude(ctx) -> Measurement:
+def magnitude(ctx, runs) -> Measurement:
     """regime.magnitude (C11): principal-mask overlap of RL's changed mask with magnitude held fixed."""
     p = ctx.profile
     runs = [ctx.rl(s) for s in p.seeds]

@@ -8,9 +8,9 @@ import pytest
 
 from theory.precision import changed_mask_bitwise, to_bf16
 from toy_models.interventions import EditConfig, apply_edit
-from verify.claims import case_consistency as cc
-from verify.claims import case_intervention as ci
-from verify.claims import case_masked as cm
+from verify.claims import consistency as cc
+from verify.claims import intervention as ci
+from verify.claims import masked as cm
 from verify.profiles import PROFILES
 from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 

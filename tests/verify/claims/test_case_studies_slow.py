@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from toy_models.finetune import finetune
-from verify.claims import case_masked as cm
+from verify.claims import masked as cm
 from verify.profiles import get_profile
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from theory.precision import half_ulp_bf16, to_bf16
-from verify.claims import gate3_precision as G3
+from verify.claims import gate3 as G3
 from verify.claims import regime as R
 from verify.profiles import ADAM_NOISE_STEP, get_profile, rlvr_lr
 from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Estimate

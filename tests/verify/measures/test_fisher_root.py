@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from toy_models.transformer import ModelConfig, apply, flat_params, init_params, start_index, unflatten_params
-from verify.claims.gate1_anchor import _fisher_root
+from verify.claims.gate1 import _fisher_root
 
 NAMES = ("ln_f.scale", "ln_f.bias")
 

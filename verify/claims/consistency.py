@@ -290,7 +290,7 @@ def _planted_masks(strata: dict, shapes: dict, runs: int, seed: int, shared: flo
             f"weights); 95 % t-CI over block matrices: both CIs > 0 and both means >= {MIN_EXCESS} -> REPRODUCED; "
             f"magnitude CI entirely below {MIN_EXCESS} -> NOT REPRODUCED; else INCONCLUSIVE",
        runs=_consistency_runs)
-def jaccard(ctx) -> Measurement:
+def jaccard(ctx, runs) -> Measurement:
     """consistency.jaccard (C3): pairwise Jaccard of RL changed masks against Bernoulli and magnitude levels."""
     p = ctx.profile
     rl = {label: ctx.run(spec) for label, spec in rl_set(p).items()}
@@ -496,7 +496,7 @@ def _planted_stripes(strata: dict, shapes: dict, runs: int, seed: int, right_axi
             f"p_magnitude >= {STRIPE_P} (no stripes beyond what weight magnitude gives) -> NOT REPRODUCED; else "
             "INCONCLUSIVE",
        runs=lambda p: list(rl_set(p).values()) + sft_set(p))
-def stripes(ctx) -> Measurement:
+def stripes(ctx, runs) -> Measurement:
     """consistency.stripes (C3): consensus maps and a permutation test of row/column concentration."""
     p = ctx.profile
     rl_runs = [ctx.run(s) for s in rl_set(p).values()]
@@ -661,7 +661,7 @@ def _temporal_runs(p) -> list[RunSpec]:
             f"25 % of training on, between the row/column update-ratio profile at t and the final one; CI over seeds "
             f"above {STABLE_CORR} -> REPRODUCED; below -> NOT REPRODUCED; else INCONCLUSIVE (SFT reported beside)",
        runs=_temporal_runs)
-def temporal(ctx) -> Measurement:
+def temporal(ctx, runs) -> Measurement:
     """consistency.temporal (C4): row/column profiles, Jaccard and share of the final set over training."""
     p = ctx.profile
     k = knobs(p)

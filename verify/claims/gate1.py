@@ -117,7 +117,7 @@ def _leash_figure(runs, bound_key, title):
        paper_number="KL(pi+ || pi) <= (1 + o(1)) KL(q_tilde || pi) (theory, no measurement)",
        rule=f"share of steps with step KL <= KL(q_tilde || pi_t) >= {WITHIN_SHARE} in every seed; mean < {BROKEN_SHARE} -> NOT REPRODUCED",
        runs=lambda p: [p.rl(s) for s in p.seeds] + [p.control(p.seeds[0])])
-def leash(ctx) -> Measurement:
+def leash(ctx, runs) -> Measurement:
     """gate1.leash (C7, Prop 3.1): exact step KL against KL(q_tilde || pi_t) for grpo_kl runs."""
     seeds = ctx.profile.seeds
     runs = [(s, ctx.rl(s)) for s in seeds]
@@ -167,7 +167,7 @@ def _synthetic_fisher_ratio(seed: int, scale: float, n: int = 100) -> float:
        paper_number="KL(pi_theta+D || pi_theta) = 1/2 D^T F D + O(|D|^3)",
        rule=f"median per-step ratio exact KL / (1/2 D^T F D) of RL runs within {FISHER_BAND} in every seed; mean outside {FISHER_FAIL} -> NOT REPRODUCED",
        runs=lambda p: [p.rl(s) for s in p.seeds] + [p.sft(s) for s in p.seeds] + [p.control(p.seeds[0])])
-def fisher(ctx) -> Measurement:
+def fisher(ctx, runs) -> Measurement:
     """gate1.fisher (Prop 3.2, second order): exact step KL against 1/2 D^T F D of the same step."""
     seeds = ctx.profile.seeds
     runs = [(s, ctx.rl(s)) for s in seeds] + [(s, ctx.sft(s)) for s in seeds]
@@ -226,7 +226,7 @@ def _synthetic_clip(seed: int, eps: float, clipped: bool, n: int = 200) -> tuple
        paper_number="per-step KL <= E[T] max(-log(1-eps), log(1+eps)) (heuristic bound)",
        rule=f"share of dapo_clip steps with step KL <= clip bound >= {WITHIN_SHARE} in every seed",
        runs=lambda p: [p.rl(s, preset="dapo_clip") for s in p.seeds] + [p.control(p.seeds[0], "dapo_clip")])
-def clip_only(ctx) -> Measurement:
+def clip_only(ctx, runs) -> Measurement:
     """gate1.clip_only (C7, beta = 0): dapo_clip step KL against E[T] max(-log(1-eps), log(1+eps_high))."""
     seeds = ctx.profile.seeds
     runs = [(s, ctx.rl(s, preset="dapo_clip")) for s in seeds]
@@ -267,7 +267,7 @@ def _kl_to_base_runs(p):
        paper_number="SFT drifts far from the base (no numbers)",
        rule="per-seed log(KL_SFT / KL_RL) CI > 0 -> REPRODUCED; CI < 0 -> NOT REPRODUCED",
        runs=_kl_to_base_runs)
-def kl_to_base(ctx) -> Measurement:
+def kl_to_base(ctx, runs) -> Measurement:
     """gate1.kl_to_base: exact KL(pi || base) on the probe, RL against SFT at the same accuracy gain."""
     seeds = ctx.profile.seeds
     rl = [ctx.rl(s) for s in seeds]
@@ -369,7 +369,7 @@ def _restricted_fisher(ctx, run, names):
        rule=f"bound holds and |dW|_F / bound >= {INFORMATIVE} in every seed -> REPRODUCED; violated -> NOT REPRODUCED; "
                "holds but vacuous (ratio below that) -> INCONCLUSIVE",
        runs=lambda p: [p.rl(s) for s in p.seeds[:2]])
-def weight_leash(ctx) -> Measurement:
+def weight_leash(ctx, runs) -> Measurement:
     """gate1.weight_leash (Prop 3.2, per layer): |dW|_F against sqrt(2 delta_W / mu_W) for the unembedding,
     with the Schur complement of a dense Fisher over (unembedding, final layer norm)."""
     W, rest = "unembed.kernel", ["ln_f.scale", "ln_f.bias"]

@@ -6,7 +6,7 @@ Runs: RL from the original base (the references, independent seeds) and RL from 
 ``permute_heads``; ``permute_mlp``), applied by the trainer to the pretrained base before its bf16
 rounding. Every edited run is compared with every reference run of another seed, per block matrix, by the
 Jaccard index of the bf16 changed masks against the Bernoulli level (the paper's "random level") and the
-magnitude-matched level of ``verify.claims.case_consistency``, in two frames:
+magnitude-matched level of ``verify.claims.consistency``, in two frames:
 
 - raw coordinates: the edited run's changed mask as it is, against the reference's;
 - original frame: the edited run's change mapped back through the inverse edit. Permutations map masks
@@ -35,7 +35,7 @@ from theory.precision import changed_mask_bitwise, to_bf16
 from toy_models.finetune import RunSpec
 from toy_models.interventions import EditConfig, apply_edit, edited_tensors, map_mask_back, map_update_back
 from toy_models.transformer import flat_params, init_params, matrix_name, weight_matrices
-from verify.claims.case_consistency import (
+from verify.claims.consistency import (
     MIN_EXCESS,
     _planted_masks,
     case_seeds,
@@ -221,7 +221,7 @@ def _first_update_norm(run) -> float:
             f"either edit: edited share CI > {RANDOM_SHARE} or untouched CI < {KEPT_SHARE} -> NOT REPRODUCED; else "
             "INCONCLUSIVE. Original frame, permute_mlp and SGD (lr matched to AdamW's first-step update norm) reported",
        runs=_intervention_runs)
-def intervention(ctx) -> Measurement:
+def intervention(ctx, runs) -> Measurement:
     """geometry.intervention (C12): mask overlap of edited against unedited RL, raw and original frames, AdamW and SGD."""
     p = ctx.profile
     seeds = case_seeds(p)

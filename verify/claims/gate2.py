@@ -122,7 +122,7 @@ def _top_pair_planted(W0, frac: float = 0.1):
                "(W0, W1) pair of RL and SFT, all seeds -> REPRODUCED; any -> NOT REPRODUCED; paper-form Wedin "
                "violations reported as a count",
        runs=main_runs)
-def bounds(ctx) -> Measurement:
+def bounds(ctx, runs) -> Measurement:
     """gate2.bounds (C8): Weyl, Mirsky, Ky Fan, both Wedin forms on every real (W0, W1) pair."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     records, labels, neg_records = [], [], []
@@ -249,7 +249,7 @@ def _planted_spectrum(ctx, base_pairs: dict):
        rule=f"per-seed (SFT - RL) normalised spectral shift CI > 0 and (SFT - RL) largest top-{K} principal angle "
                "CI > 0 (block-matrix means) -> REPRODUCED; both < 0 -> NOT REPRODUCED; else INCONCLUSIVE",
        runs=main_runs)
-def spectrum(ctx) -> Measurement:
+def spectrum(ctx, runs) -> Measurement:
     """gate2.spectrum (C10): normalised spectral shift and top-k principal angles, RL against SFT."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     rl = [spectral_drift(_pairs(ctx, r, True)) for r in rl_runs]
@@ -351,7 +351,7 @@ def _permuted(masks: dict, seed: int) -> dict:
        rule=f"alpha = {ALPHA}, k = {K}: RL (principal share - alpha) CI < 0 and (low-magnitude share - alpha) CI > 0 "
                "-> REPRODUCED; the opposite -> NOT REPRODUCED; else INCONCLUSIVE",
        runs=main_runs)
-def overlap(ctx) -> Measurement:
+def overlap(ctx, runs) -> Measurement:
     """gate2.principal_overlap (C11): changed-mask overlap with principal and low-magnitude masks against alpha."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     rl_vals = [in_mask_share(changed_masks(ctx, r), base_masks(ctx, r)) for r in rl_runs]
@@ -438,7 +438,7 @@ def decide_energy(rl_ratios, sft_ratios) -> tuple[str, object]:
             "sit below the isotropic level, which published RL pairs also exceed (1.8 to 6.7x); that old verdict is "
             "reported beside the new one.)",
        runs=main_runs)
-def energy(ctx) -> Measurement:
+def energy(ctx, runs) -> Measurement:
     """gate2.energy (C11, continuous): principal energy fraction of RL's dW against SFT's, isotropic level as context."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     rl = [energy_ratio(_pairs(ctx, r, True)) for r in rl_runs]
@@ -580,7 +580,7 @@ def decide_curvature(a_values, b_values) -> tuple[str, object]:
        rule="per-seed ratio of Fisher Rayleigh quotients RL update / SFT update at the base on the probe: CI < 1 -> "
                "REPRODUCED; CI > 1 -> NOT REPRODUCED; else INCONCLUSIVE; principal/off-principal ratio reported",
        runs=main_runs)
-def curvature(ctx) -> Measurement:
+def curvature(ctx, runs) -> Measurement:
     """gate2.curvature (beyond the paper): Fisher Rayleigh quotients of RL and SFT update directions."""
     seeds, rl_runs, sft_runs = _runs(ctx)
     rows = []

@@ -9,7 +9,7 @@ from theory import spectral as S
 from theory.precision import changed_mask_bitwise
 from verify.common import block_matrices, matrix_pairs
 from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Measurement, claim, negative, positive
-from verify.report import paired_seed_bars
+from verify.figures.common import paired_seed_bars
 from verify.stats import over_seeds
 
 K, ALPHA = 4, 0.5  # as in gate2.principal_overlap
@@ -59,7 +59,7 @@ def _random_base_runs(p):
        rule="RL from the random init: CI of (principal share of changed weights - alpha) contains 0 -> REPRODUCED; "
                "below 0 -> NOT REPRODUCED; no weight changed -> INCONCLUSIVE",
        runs=_random_base_runs)
-def random_base(ctx) -> Measurement:
+def random_base(ctx, runs) -> Measurement:
     """control.random_base: RL from the random init of the base; principal-mask bias of its changed mask."""
     seeds = ctx.profile.seeds[:2]
     runs = [ctx.rl(s, matched=False, base=ctx.profile.random_base()) for s in seeds]

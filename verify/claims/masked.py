@@ -6,7 +6,7 @@ Masks (``toy_models.masks``, block matrices only; everything else stays trainabl
 the rank-4 reconstruction of W0), non_principal (its complement), low_magnitude (bottom 58.6 % of |W0|),
 safe (their union), random (a uniform mask with the safe mask's count in every matrix, drawn per seed), and
 the dense reference. Every run has the same fixed length (the case-study RL run of
-``verify.claims.case_consistency``), so gains are compared at equal steps, as in the paper's table.
+``verify.claims.consistency``), so gains are compared at equal steps, as in the paper's table.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 from theory.precision import changed_mask_fp32
 from toy_models.finetune import RunSpec
 from toy_models.masks import MaskConfig, build_masks, mask_density
-from verify.claims.case_consistency import case_seeds, est_text, figure_lines, knobs, rl_run
+from verify.claims.consistency import case_seeds, est_text, figure_lines, knobs, rl_run
 from verify.registry import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
@@ -110,7 +110,7 @@ def _planted(seed: int) -> tuple[list, list, list, dict]:
             "safe - principal > 0 and the safe mask's KL-to-base curve closest to dense (relative L1, seed mean) -> "
             "REPRODUCED; either gain CI < 0 or safe's KL curve the farthest -> NOT REPRODUCED; else INCONCLUSIVE",
        runs=_masked_runs)
-def masked(ctx) -> Measurement:
+def masked(ctx, runs) -> Measurement:
     """masked.rl (C14): gain and KL-to-base curves of RL under fixed masks, against dense RL."""
     p = ctx.profile
     seeds = case_seeds(p)

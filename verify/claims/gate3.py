@@ -28,7 +28,7 @@ from verify.registry import (
     negative,
     positive,
 )
-from verify.report import paired_seed_bars
+from verify.figures.common import paired_seed_bars
 from verify.stats import over_seeds
 
 MIN_RL_SPARSITY = 0.20  # "sparse" needs at least this share unchanged (the paper's RL range is 36 to 92 %)
@@ -78,7 +78,7 @@ def _main_runs(p):
 @claim("gate3.sparsity", paper=("C1", "C6"), title="bf16 update sparsity: RL above SFT",
        paper_number="RL 36-92 %, SFT 0.6-18.8 %",
        rule=f"per-seed RL-SFT sparsity difference CI > 0 and RL sparsity CI above {MIN_RL_SPARSITY}", runs=_main_runs)
-def sparsity(ctx) -> Measurement:
+def sparsity(ctx, runs) -> Measurement:
     """gate3.sparsity (C1): bf16-export sparsity of matched RL against SFT, fp32 storage as negative control."""
     seeds = ctx.profile.seeds
     rl_runs = [ctx.rl(s) for s in seeds]
@@ -135,7 +135,7 @@ def _sweep_runs(p):
        paper_number="no numbers (qualitative)",
        rule="Spearman rho(lr, sparsity) <= -0.8, sparsity >= 0.5 at the smallest lr and < 0.1 at the largest",
        runs=_sweep_runs)
-def lr_sweep(ctx) -> Measurement:
+def lr_sweep(ctx, runs) -> Measurement:
     """gate3.lr_sweep (C6): RL sparsity across learning rates at a fixed step count; fp32 storage as control."""
     p = ctx.profile
     seeds = p.seeds[:2]
@@ -202,7 +202,7 @@ def decide_probe(counts) -> str:
 @claim("gate3.probes", paper=("C2",), title="the 1e-3 relative probe equals bitwise equality; 1e-5 absolute probe errs",
        paper_number="eta < 2^-9 equals bitwise; absolute probe wrong for large and tiny weights",
        rule="0 mismatches between the eta=1e-3 probe and bitwise bf16 equality", runs=_main_runs)
-def probes(ctx) -> Measurement:
+def probes(ctx, runs) -> Measurement:
     """gate3.probes (C2): the eta=1e-3 relative probe against bitwise bf16 truth; absolute-probe errors."""
     runs = [ctx.rl(s) for s in ctx.profile.seeds] + [ctx.sft(s) for s in ctx.profile.seeds]
     c = probe_counts(runs, 1e-3)
@@ -254,7 +254,7 @@ def _visibility_runs(p):
 @claim("gate3.visibility", paper=("C9", "C6"), title="a stored weight changes iff |dw| >= ULP/2",
        paper_number="smallest visible relative change 0.195-0.391 %",
        rule="half-ULP rule predicts the changed export for >= 99 % of weights", runs=_visibility_runs)
-def visibility(ctx) -> Measurement:
+def visibility(ctx, runs) -> Measurement:
     """gate3.visibility (C9): half-ULP rule against measured export changes; the two storage regimes."""
     seeds = ctx.profile.seeds
     runs = [ctx.rl(s) for s in seeds]
