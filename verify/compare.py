@@ -55,9 +55,21 @@ def differences(a, b, path: str = "") -> list[str]:
         return [d for i, (x, y) in enumerate(zip(a, b)) for d in differences(x, y, f"{path}[{_label(x, i)}]")]
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return []
+    if isinstance(a, str) and isinstance(b, str) and a != b and max(len(a), len(b)) > 120:
+        return [f"{path}: {_excerpt(a, b)}"]
     if type(a) is not type(b) or a != b:
         return [f"{path}: {a!r} != {b!r}"]
     return []
+
+
+def _excerpt(a: str, b: str, width: int = 50) -> str:
+    """Where two long strings first differ: '...a part...' != '...b part...' around that place."""
+    i = next((k for k, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+    ja, jb = len(a), len(b)
+    while ja > i and jb > i and a[ja - 1] == b[jb - 1]:
+        ja, jb = ja - 1, jb - 1
+    lo = max(0, i - width)
+    return f"...{a[lo:ja + width]!r}... != ...{b[lo:jb + width]!r}..."
 
 
 def _label(item, i: int) -> str:

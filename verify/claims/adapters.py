@@ -7,7 +7,7 @@ one on all six block kernels with alpha = 2 rank (s = alpha / rank = 2 for every
 SVD-free merges of one rank share one compiled step) and ``offprincipal`` projected off the top k = d_model / 8
 singular subspaces (the tiny base: k = 4, the ``K`` of the Gate II claims). Ranks are fractions of min(in, out) of
 the targeted matrices, which is d_model on these bases: 1/16, 1/4 and 1/2 give 2, 8 and 16 on the tiny base
-(d_model 32) and 4, 16, 32 on the small base; which fractions a profile runs is in ``KNOBS``. Every cell runs a
+(d_model 32) and 4, 16, 32 on the small base; which fractions a profile runs is in its ``adapter_grid`` (``verify.knobs.AdapterGrid``). Every cell runs a
 fixed number of steps (gain at equal steps, ``matched=False``) over a learning-rate grid of >= 5 rates spanning
 2 decades, beside full RL over its own small grid, and with ``train.on_nan="stop"`` so that a run that hits
 NaN/Inf ends at its last good step with reason "diverged" (a collapse) instead of raising.
@@ -32,7 +32,6 @@ the trainer, so every run's snapshot is a full checkpoint.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import jax
 import matplotlib.pyplot as plt
@@ -42,6 +41,8 @@ from theory.spectral import top_k_energy_share
 from toy_models.adapters import AdapterConfig
 from toy_models.finetune import RunSpec
 from verify.claims.gate2 import _pairs, spectral_drift
+from verify.knobs import ADAPTER_KINDS, ADAPTER_LRS, AdapterGrid
+from verify.profiles import PROFILES
 from verify.registry import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
@@ -54,7 +55,7 @@ from verify.registry import (
 )
 from verify.stats import over_seeds
 
-KINDS = ("lora", "pissa", "milora", "offprincipal")
+KINDS = ADAPTER_KINDS
 FULL = "full"  # the cell label of full fine-tuning (adapter kind "none")
 ALPHA_PER_RANK = 2.0  # alpha = 2 rank: s = alpha / rank = 2 for every rank
 COLLAPSE_DROP = 0.10  # collapsed: held-out accuracy or windowed training reward ends this far below the base accuracy
@@ -64,67 +65,9 @@ ISOTROPIC_DRAWS = 32  # Gaussian matrices per shape for the isotropic energy-sha
 PLANTED_SEEDS = tuple(range(6))  # synthetic controls use their own seeds (independent of the profile)
 
 
-@dataclass(frozen=True)
-class GridKnobs:
-    """What one profile runs: rank fractions of min(in, out), adapter kinds, learning rates of the adapters and of
-    full fine-tuning, steps per run and number of seeds, for RL and for the SFT grid."""
-
-    rank_fractions: tuple[float, ...]
-    kinds: tuple[str, ...]
-    lrs: tuple[float, ...]
-    full_lrs: tuple[float, ...]
-    steps: int
-    seeds: int
-    sft_rank_fractions: tuple[float, ...]
-    sft_kinds: tuple[str, ...]
-    sft_lrs: tuple[float, ...]
-    sft_full_lrs: tuple[float, ...]
-    sft_steps: int
-
-
-HALF_DECADES = (1.0, 3.0, 10.0, 30.0, 100.0)  # five rates spanning 2 decades
-ADAPTER_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
-FULL_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # full RL over 2 decades one decade below the adapters' (its best must be bracketed)
-ISSUE_RANK_FRACTIONS = (1 / 16, 1 / 4, 1 / 2)  # ranks 2, 8, 16 on the tiny base (d_model 32), 4, 16, 32 on the small one
-
-KNOBS = {
-    # CI: ranks 1 and 2, the SVD-free kinds (lora, pissa and milora of one rank share one compiled step; offprincipal
-    # would add a program per rank, about 40 s of compilation each on 2 cores), one rate per decade over 2 decades (at
-    # the top one, 0.1, adapters collapse), full RL at two rates; the SFT grid on lora and pissa at rank 1 only.
-    "tiny": GridKnobs(rank_fractions=(1 / 32, 1 / 16), kinds=("lora", "pissa", "milora"), lrs=(1e-3, 1e-2, 1e-1),
-                      full_lrs=(1e-3, 1e-2), steps=6, seeds=2, sft_rank_fractions=(1 / 32,), sft_kinds=("lora", "pissa"),
-                      sft_lrs=(1e-3, 1e-2), sft_full_lrs=(3e-3,), sft_steps=6),
-    # quick: the issue's RL grid (4 kinds x ranks 2/8/16 x 5 rates over 2 decades x 3 seeds, full RL over 5 rates);
-    # the SFT context grid (reported, not decided) at the middle rank only: ranks 2 and 16 of SFT live in `full`.
-    "quick": GridKnobs(rank_fractions=ISSUE_RANK_FRACTIONS, kinds=KINDS, lrs=ADAPTER_LRS, full_lrs=FULL_LRS,
-                       steps=80, seeds=3, sft_rank_fractions=(1 / 4,), sft_kinds=("lora", "pissa"), sft_lrs=ADAPTER_LRS,
-                       sft_full_lrs=(1e-3, 3e-3, 1e-2), sft_steps=300),
-    "full": GridKnobs(rank_fractions=ISSUE_RANK_FRACTIONS, kinds=KINDS, lrs=ADAPTER_LRS,
-                      full_lrs=FULL_LRS, steps=160, seeds=3, sft_rank_fractions=ISSUE_RANK_FRACTIONS,
-                      sft_kinds=KINDS, sft_lrs=ADAPTER_LRS, sft_full_lrs=(1e-3, 3e-3, 1e-2), sft_steps=600),
-}
-
-
-def _two_digits(x: float) -> float:
-    return float(f"{x:.2g}")
-
-
-def fallback_knobs(p) -> GridKnobs:
-    """Knobs of a profile that ``KNOBS`` does not name, from its own fields: adapter rates on half decades from
-    the profile's RL rate to 100 times it (LoRA's usual 10x sits in the middle), full RL at 1, 3 and 10 times it,
-    SFT likewise from the SFT rate; rank fraction 1/4; max(sweep_steps, max_steps / 5) RL steps and 4 times that for
-    SFT (an SFT step costs about a third of an RL step); at most 3 seeds."""
-    steps = max(p.sweep_steps, p.max_steps // 5)
-    return GridKnobs(rank_fractions=(1 / 4,), kinds=KINDS, lrs=tuple(_two_digits(p.rl_lr * f) for f in HALF_DECADES),
-                     full_lrs=tuple(_two_digits(p.rl_lr * f) for f in HALF_DECADES[:3]), steps=steps,
-                     seeds=min(3, len(p.seeds)), sft_rank_fractions=(1 / 4,), sft_kinds=("lora", "pissa"),
-                     sft_lrs=tuple(_two_digits(p.sft_lr * f) for f in HALF_DECADES),
-                     sft_full_lrs=tuple(_two_digits(p.sft_lr * f) for f in HALF_DECADES[:3]), sft_steps=4 * steps)
-
-
-def knobs(p) -> GridKnobs:
-    """The grid knobs of profile ``p`` (``KNOBS`` by name, else ``fallback_knobs``)."""
-    return KNOBS.get(p.name) or fallback_knobs(p)
+def knobs(p) -> AdapterGrid:
+    """The adapter grid of profile ``p`` (``Profile.adapters``: its own, or ``AdapterGrid.derived``)."""
+    return p.adapters
 
 
 def rank_limit(model) -> int:
@@ -548,8 +491,8 @@ def _grid_rule() -> str:
     by_profile = "; ".join(f"{name}: ranks x{'/'.join(f'{f:.3g}' for f in k.rank_fractions)} of min(in, out), kinds "
                            f"{'/'.join(k.kinds)}, rates {'/'.join(f'{x:g}' for x in k.lrs)}, full RL "
                            f"{'/'.join(f'{x:g}' for x in k.full_lrs)}, {k.steps} steps, {k.seeds} seeds"
-                           for name, k in KNOBS.items())
-    return (f"RL grid at equal steps (alpha = 2 rank, all block kernels; {by_profile}; other profiles: fallback_knobs). "
+                           for name, k in ((n, q.adapter_grid) for n, q in PROFILES.items() if q.adapter_grid is not None))
+    return (f"RL grid at equal steps (alpha = 2 rank, all block kernels; {by_profile}; other profiles: AdapterGrid.derived). "
             f"Best rate of each arm = highest seed-mean held-out gain. Collapse = NaN, or held-out gain at the last "
             f"evaluation <= -{COLLAPSE_DROP}, or mean training reward of the last {{eval_every}}-step window <= base "
             f"accuracy - {COLLAPSE_DROP}; a method collapses first in a (rank, seed) pair if its lowest collapsing rate "

@@ -57,39 +57,9 @@ from verify.stats import over_seeds
 # ----------------------------------------------------------------------------------------------
 # per-profile sizes of the case-study runs
 
-KNOBS = {
-    # rl_steps: fixed length of the RL runs (a multiple of 4 x eval_every, so the quarters are snapshot steps);
-    # *_snapshot_every: spacing of the snapshots (>= 8 per run); curve_every: evaluation cadence of the
-    # runs whose accuracy curve is read (masked.rl); seeds: seeds per configuration.
-    "tiny": {"rl_steps": 32, "rl_snapshot_every": 4, "sft_steps": 32, "sft_snapshot_every": 4, "curve_every": 8,
-             "seeds": 2},
-    "quick": {"rl_steps": 80, "rl_snapshot_every": 10, "sft_steps": 320, "sft_snapshot_every": 40, "curve_every": 20,
-              "seeds": 3},
-}
-
-
-def knobs(p) -> dict:
-    """The case-study sizes of profile ``p``: its ``KNOBS`` entry, or for an unknown profile the same rule
-    from its own fields: RL for a fifth of the step cap rounded up to a multiple of 4 eval_every (at least
-    8 eval_every), snapshots every eval_every; SFT for 4 times as many steps (capped by its step cap),
-    snapshots as many as RL's; accuracy curve at the quarters; 3 seeds.
-
-    The tiny and quick entries are what the rule gives (tiny with 2 seeds, to keep CI short). Quick's 80 RL
-    steps are the median stop of the profile's matched RL runs (40 to 180 steps to +10 points, median 80), so
-    the fixed-length runs end where a typical matched run ends; SFT's 320 steps keep 8 snapshots as RL's."""
-    if p.name in KNOBS:
-        return dict(KNOBS[p.name])
-    ev = p.eval_every
-    rl_steps = max(8 * ev, math.ceil(p.max_steps / 5 / (4 * ev)) * 4 * ev)
-    sft_steps = min(4 * rl_steps, max(rl_steps, p.sft_max_steps // (4 * ev) * 4 * ev))
-    ratio = sft_steps // rl_steps if sft_steps % rl_steps == 0 else 1
-    return {"rl_steps": rl_steps, "rl_snapshot_every": ev, "sft_steps": sft_steps, "sft_snapshot_every": ev * ratio,
-            "curve_every": rl_steps // 4, "seeds": 3}
-
-
 def case_seeds(p) -> tuple[int, ...]:
-    """Seeds of the case-study runs: the profile's first ``knobs(p)['seeds']`` seeds (more if it has fewer)."""
-    n = knobs(p)["seeds"]
+    """Seeds of the case-study runs: the profile's first ``p.cases.seeds`` seeds (more if it has fewer)."""
+    n = p.cases.seeds
     return tuple(p.seeds[:n]) if len(p.seeds) >= n else tuple(range(n))
 
 
@@ -107,16 +77,15 @@ def rl_run(p, seed: int, *, detailed: bool = True, **kw) -> RunSpec:
     """The case studies' fixed-length RL run (grpo_kl, fp32_master, the profile's RL lr unless ``kw`` says
     otherwise). ``detailed``: snapshots and the accuracy curve (C4, C14, and the unedited references of C12);
     otherwise one evaluation at the end (what a run only compared by its final mask needs)."""
-    k = knobs(p)
-    return fixed_spec(p, "rl", seed, steps=k["rl_steps"], eval_every=k["curve_every"] if detailed else k["rl_steps"],
-                      snapshot_every=k["rl_snapshot_every"] if detailed else None, **kw)
+    k = p.cases
+    return fixed_spec(p, "rl", seed, steps=k.rl_steps, eval_every=k.curve_every if detailed else k.rl_steps,
+                      snapshot_every=k.rl_snapshot_every if detailed else None, **kw)
 
 
 def sft_run(p, seed: int) -> RunSpec:
     """The case studies' fixed-length SFT run with snapshots (fp32_master, the profile's SFT lr)."""
-    k = knobs(p)
-    return fixed_spec(p, "sft", seed, steps=k["sft_steps"], eval_every=k["sft_steps"],
-                      snapshot_every=k["sft_snapshot_every"])
+    k = p.cases
+    return fixed_spec(p, "sft", seed, steps=k.sft_steps, eval_every=k.sft_steps, snapshot_every=k.sft_snapshot_every)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -664,14 +633,14 @@ def _temporal_runs(p) -> list[RunSpec]:
 def temporal(ctx, runs) -> Measurement:
     """consistency.temporal (C4): row/column profiles, Jaccard and share of the final set over training."""
     p = ctx.profile
-    k = knobs(p)
+    k = p.cases
     seeds = case_seeds(p)
     rl_runs = [ctx.run(rl_run(p, s)) for s in seeds]
     sft = [ctx.run(sft_run(p, s)) for s in seeds]
     strata = _strata_of(ctx, rl_runs[0])
     series = {}
-    for method, runs, total, every in (("RL", rl_runs, k["rl_steps"], k["rl_snapshot_every"]),
-                                       ("SFT", sft, k["sft_steps"], k["sft_snapshot_every"])):
+    for method, runs, total, every in (("RL", rl_runs, k.rl_steps, k.rl_snapshot_every),
+                                       ("SFT", sft, k.sft_steps, k.sft_snapshot_every)):
         steps = list(range(every, total + 1, every))
         series[method] = (steps, [temporal_series(ctx, r, steps, strata)["rows"] for r in runs], total)
     rl_steps, rl_rows, T = series["RL"]
@@ -750,8 +719,8 @@ def temporal(ctx, runs) -> Measurement:
         controls=[positive("planted nested masks with fixed row/column drift rates", pos),
                   negative("real step-t profiles against row- and column-shuffled final masks", neg)],
         figures=[fig, fig2], runs=rl_runs + sft,
-        notes=[f"RL: {T} steps, snapshots every {k['rl_snapshot_every']}; SFT: {T_sft} steps, snapshots every "
-               f"{k['sft_snapshot_every']}; fp32 master, changed masks on the bf16 export; seeds {list(seeds)}.",
+        notes=[f"RL: {T} steps, snapshots every {k.rl_snapshot_every}; SFT: {T_sft} steps, snapshots every "
+               f"{k.sft_snapshot_every}; fp32 master, changed masks on the bf16 export; seeds {list(seeds)}.",
                "Profile = row ratios and column ratios of every block matrix, concatenated; 'residual' subtracts the "
                "profile expected if each weight changed at its ULP stratum's rate (what magnitude alone predicts).",
                "The share of the final set already present is |M_t & M_T| / |M_T|; with fp32 master weights a weight "

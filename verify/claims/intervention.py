@@ -46,6 +46,8 @@ from verify.claims.consistency import (
     ulp_strata,
 )
 from verify.common import block_matrices
+from verify.knobs import round_lr
+from verify.profiles import get_profile
 from verify.registry import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
@@ -68,21 +70,22 @@ KEPT_SHARE = 0.7  # "only there": untouched matrices keep more than this share
 # SGD lr rule (fixed before any SGD run): match the norm of AdamW's first update. Adam's first step moves
 # every coordinate with a nonzero gradient by lr (m/sqrt(v) = sign(g) after bias correction), a norm of
 # lr * sqrt(n_grad); SGD's first step has norm lr_sgd * |g_1|. So lr_sgd = lr * sqrt(n_grad) / |g_1|.
-# (sqrt(n_grad), |g_1|): medians over the profile's main RL runs of norm/update / lr and norm/grad at step 1.
-SGD_FIRST_STEP = {"tiny": (101.1, 1.48), "quick": (103.5, 0.836)}
+# (sqrt(n_grad), |g_1|): Profile.sgd_first_step, medians over the profile's main RL runs of norm/update / lr and
+# norm/grad at step 1.
 UNUSED_SHARE = 0.09  # parameters that never receive a gradient (docs/science.md, 'Regime'), for the fallback
 
 
 def sgd_lr(p) -> float:
-    """SGD learning rate whose first update has the norm of AdamW's at ``p.rl_lr`` (rule in the comment above
-    ``SGD_FIRST_STEP``), two significant digits. For a profile without a measured entry: sqrt(n_grad) from the
-    model's parameter count (less the never-updated share) and |g_1| of the quick profile (tiny base)."""
-    if p.name in SGD_FIRST_STEP:
-        root_n, g1 = SGD_FIRST_STEP[p.name]
+    """SGD learning rate whose first update has the norm of AdamW's at ``p.rl_lr`` (rule in the comment above),
+    two significant digits; (sqrt(n_grad), |g_1|) from ``p.sgd_first_step``. For a profile without measured
+    numbers: sqrt(n_grad) from the model's parameter count (less the never-updated share) and |g_1| of the quick
+    profile (tiny base)."""
+    if p.sgd_first_step is not None:
+        root_n, g1 = p.sgd_first_step
     else:
         n = sum(v.size for v in flat_params(init_params(p.base.model, 0)[1]).values())
-        root_n, g1 = math.sqrt((1 - UNUSED_SHARE) * n), SGD_FIRST_STEP["quick"][1]
-    return float(f"{p.rl_lr * root_n / g1:.2g}")
+        root_n, g1 = math.sqrt((1 - UNUSED_SHARE) * n), get_profile("quick").sgd_first_step[1]
+    return round_lr(p.rl_lr * root_n / g1)
 
 
 def edit_layer(p) -> int:

@@ -17,7 +17,7 @@ import numpy as np
 from theory.precision import changed_mask_fp32
 from toy_models.finetune import RunSpec
 from toy_models.masks import MaskConfig, build_masks, mask_density
-from verify.claims.consistency import case_seeds, est_text, figure_lines, knobs, rl_run
+from verify.claims.consistency import case_seeds, est_text, figure_lines, rl_run
 from verify.registry import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
@@ -147,7 +147,7 @@ def masked(ctx, runs) -> Measurement:
     axes[1].set_title("C14: KL to the base (the paper's Figure 9)", fontsize=9)
     axes[2].set_xticks(range(len(KINDS)), KINDS, rotation=30, fontsize=7)
     axes[2].set_xlabel("mask")
-    axes[2].set_ylabel(f"final gain after {knobs(p)['rl_steps']} steps (fraction, 95 % CI)", fontsize=8)
+    axes[2].set_ylabel(f"final gain after {p.cases.rl_steps} steps (fraction, 95 % CI)", fontsize=8)
     axes[2].set_title("C14: final gain at equal steps", fontsize=9)
     for ax in axes[:2]:
         ax.legend(fontsize=6)
@@ -169,8 +169,8 @@ def masked(ctx, runs) -> Measurement:
         controls=[positive("planted gains and KL distances in the paper's order", pos),
                   negative("dense runs relabelled as principal-only and safe (no difference; safe's KL farthest)", neg)],
         figures=[fig], runs=[r for v in runs.values() for r in v],
-        notes=[f"{knobs(p)['rl_steps']} steps per run (fixed, no matched stop), seeds {list(seeds)}, grpo_kl, fp32 master; "
-               f"held-out accuracy every {knobs(p)['curve_every']} steps; gains paired by seed (same first samples).",
+        notes=[f"{p.cases.rl_steps} steps per run (fixed, no matched stop), seeds {list(seeds)}, grpo_kl, fp32 master; "
+               f"held-out accuracy every {p.cases.curve_every} steps; gains paired by seed (same first samples).",
                "Mask shares of the block matrices: " + ", ".join(f"{k} {v:.3f}" for k, v in densities.items())
                + " (paper: 50, 50, 58.6, 74.0, 74.0 %); embeddings, unembedding, norms and biases stay trainable.",
                "Every masked run was checked bit for bit: float32 master weights of masked coordinates equal the base's "

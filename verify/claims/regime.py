@@ -38,6 +38,7 @@ from theory.precision import (
 from toy_models.pretrain import BaseConfig
 from verify.claims.gate2 import ALPHA, _Curv, _pairs, base_masks, changed_masks, energy_ratio, in_mask_share, spectral_drift
 from verify.common import as_f64
+from verify.knobs import round_lr
 from verify.registry import (
     INCONCLUSIVE,
     NOT_REPRODUCED,
@@ -212,23 +213,14 @@ def predictor(ctx, runs) -> Measurement:
 # ------------------------------------------------------------------------------------------------
 # regime.phase
 
-PHASE = {  # per profile: learning rates (>= 4 decades except tiny), steps per run, number of seeds
-    "tiny": {"lrs": (1e-5, 1e-3, 1e-1), "steps": 6, "seeds": 2},
-    "quick": {"lrs": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2), "steps": 60, "seeds": 3},
-}
-PHASE_DEFAULT = {"lrs": (1e-6, 1e-5, 1e-4, 1e-3, 1e-2), "steps": 100, "seeds": 3}
 BIN_DECADES = 0.5  # width of a drift-ratio bin (log10)
 COLLAPSE_SHARE = 0.25  # "one curve": |pooled difference| CI inside +- this share of the metric's range
 
 
-def _phase(p) -> dict:
-    return PHASE.get(p.name, PHASE_DEFAULT)
-
-
 def _phase_runs(p):
-    ph = _phase(p)
-    return [p.spec(m, s, lr=lr, steps=ph["steps"], matched=False)
-            for m in ("rl", "sft") for lr in ph["lrs"] for s in p.seeds[: ph["seeds"]]]
+    ph = p.phase_grid
+    return [p.spec(m, s, lr=lr, steps=ph.steps, matched=False)
+            for m in ("rl", "sft") for lr in ph.lrs for s in p.seeds[: ph.seeds]]
 
 
 def binned_difference(x_rl, y_rl, x_sft, y_sft, width: float = BIN_DECADES) -> dict:
@@ -335,15 +327,15 @@ def phase(ctx, runs) -> Measurement:
     pos = decide_phase_metric(*_synthetic_phase(0, 0.2), +1)[0]
     neg = decide_phase_metric(*_synthetic_phase(1, 0.0), +1)[0]
     status = decisions["sparsity"][0]
-    ph = _phase(p)
+    ph = p.phase_grid
     return Measurement(
         status, "; ".join(f"{n}: {w}" for n, (_, w) in decisions.items())
         + f" (sparsity RL-SFT {numbers['sparsity_rl_minus_sft'].text('+.3f')})",
         numbers=numbers, controls=[positive("synthetic curves with a planted method offset", pos),
                                    negative("synthetic RL and SFT on one curve", neg)],
         figures=figures, runs=runs,
-        notes=[f"Grid: learning rates {list(ph['lrs'])}, {ph['steps']} steps per run (not matched), seeds "
-               f"{list(p.seeds[: ph['seeds']])}, fp32 master weights, grpo_kl and SFT on demonstrations. Metric directions "
+        notes=[f"Grid: learning rates {list(ph.lrs)}, {ph.steps} steps per run (not matched), seeds "
+               f"{list(p.seeds[: ph.seeds])}, fp32 master weights, grpo_kl and SFT on demonstrations. Metric directions "
                "of the paper (RL minus SFT): " + ", ".join(f"{n} {'+' if s > 0 else '-'}" for n, (_, s) in METRICS.items()) + ".",
                "Drift ratio = median |w_T - w_0| / half-ULP(w_0) over parameters that received a gradient (the x axis); "
                "bins compare RL and SFT only where both have runs at the same drift."],
@@ -353,8 +345,6 @@ def phase(ctx, runs) -> Measurement:
 # ------------------------------------------------------------------------------------------------
 # regime.width
 
-WIDTHS = {"tiny": (16, 32), "quick": (32, 64)}
-WIDTHS_DEFAULT = (32, 64, 128, 256)
 WIDTH_SEEDS = 2
 
 
@@ -374,15 +364,11 @@ def width_lr(p, width: int) -> float:
     """The RL learning rate at a width: the profile's rate times sqrt(d0 / width), which keeps lr / half-ULP of
     the median weight about constant (initial weights scale as 1 / sqrt(fan-in)); the measured step ratio is
     reported per width."""
-    return float(f"{p.rl_lr * math.sqrt(p.base.model.d_model / width):.2g}")
-
-
-def _widths(p):
-    return WIDTHS.get(p.name, WIDTHS_DEFAULT)
+    return round_lr(p.rl_lr * math.sqrt(p.base.model.d_model / width))
 
 
 def _width_runs(p):
-    return [p.rl(s, lr=width_lr(p, w), base=width_base(p, w)) for w in _widths(p) for s in p.seeds[:WIDTH_SEEDS]]
+    return [p.rl(s, lr=width_lr(p, w), base=width_base(p, w)) for w in p.widths for s in p.seeds[:WIDTH_SEEDS]]
 
 
 def slope_log2(x, y) -> Estimate:
@@ -430,7 +416,7 @@ def band_width(widths, sparsity, level: float = PAPER_RL_BAND[0]) -> float:
 def width(ctx, runs) -> Measurement:
     """regime.width: regime and metrics of matched-gain RL against d_model."""
     p = ctx.profile
-    widths = _widths(p)
+    widths = p.widths
     runs = {w: [ctx.run(p.rl(s, lr=width_lr(p, w), base=width_base(p, w))) for s in p.seeds[:WIDTH_SEEDS]] for w in widths}
     xs, rows = [], []
     for w, rs in runs.items():
@@ -496,7 +482,7 @@ def sgd_lr(p, method: str, scale: float) -> float:
 
     n = sum(v.size for v in flat_params(init_params(p.base.model, 0)[1]).values())
     lr = p.rl_lr if method == "rl" else p.sft_lr
-    return float(f"{scale * lr * ADAM_NOISE_STEP * math.sqrt(n) / GRAD_NORM[method]:.2g}")
+    return round_lr(scale * lr * ADAM_NOISE_STEP * math.sqrt(n) / GRAD_NORM[method])
 
 
 def _opt_variants(p):

@@ -210,17 +210,6 @@ def test_grid_profiles_meet_the_issue(name):
     assert set(A.ranks(p, "sft")) <= set(A.ranks(p))  # SFT minus RL is read at ranks both grids ran
 
 
-def test_fallback_knobs_follow_the_profile_fields():
-    import dataclasses
-
-    p = dataclasses.replace(get_profile("quick"), name="made_up", rl_lr=2e-5, sft_lr=2e-4)
-    k = A.knobs(p)
-    assert k.lrs[0] == pytest.approx(2e-5) and k.lrs[-1] == pytest.approx(2e-3) and len(k.lrs) == 5
-    assert k.full_lrs == pytest.approx((2e-5, 6e-5, 2e-4))
-    assert k.sft_lrs[0] == pytest.approx(2e-4)
-    assert A.knobs(PROFILES["rlvr"]).lrs[0] == pytest.approx(PROFILES["rlvr"].rl_lr)
-
-
 @pytest.mark.parametrize("name", sorted(PROFILES))
 def test_declared_runs_are_valid_fixed_step_and_record_divergence(name):
     p = get_profile(name)

@@ -11,7 +11,6 @@ from toy_models.interventions import EditConfig, apply_edit
 from verify.claims import consistency as cc
 from verify.claims import intervention as ci
 from verify.claims import masked as cm
-from verify.profiles import PROFILES
 from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
 A = np.array([[1, 1, 0, 0], [1, 0, 0, 0]], bool)
@@ -172,20 +171,3 @@ def test_original_frame_changes_recover_a_planted_update(kind):
     moved = [k for k in kernels if k in {t for t in ci.edited_tensors(record)}]
     raw = {k: changed_mask_bitwise(base_edit[k], to_bf16(final_master[k])) for k in kernels}
     assert any((raw[k] != support[k]).any() for k in moved)  # in raw coordinates the planted set has moved
-
-
-# ----------------------------------------------------------------------------------------------
-# knobs
-
-
-def test_knobs_rule_reproduces_the_table_and_covers_unknown_profiles():
-    import dataclasses
-
-    for name in ("tiny", "quick"):
-        p = PROFILES[name]
-        k = cc.knobs(dataclasses.replace(p, name="unknown"))
-        table = cc.KNOBS[name]
-        assert {x: k[x] for x in k if x != "seeds"} == {x: table[x] for x in table if x != "seeds"}, name
-    k = cc.knobs(PROFILES["rlvr"]) if "rlvr" in PROFILES else cc.knobs(dataclasses.replace(PROFILES["quick"], name="x"))
-    assert k["rl_steps"] % (4 * k["rl_snapshot_every"]) == 0 and k["rl_steps"] // k["rl_snapshot_every"] >= 6
-    assert k["sft_steps"] // k["sft_snapshot_every"] >= 6

@@ -7,22 +7,11 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from theory.precision import half_ulp_bf16, to_bf16
+from theory.precision import to_bf16
 from verify.claims import gate3 as G3
 from verify.claims import regime as R
-from verify.profiles import ADAM_NOISE_STEP, get_profile, rlvr_lr
+from verify.profiles import get_profile
 from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Estimate
-
-
-def test_rlvr_lr_rule_hand_computed():
-    # |w| = 0.1235 lies in [2^-4, 2^-3): ULP 2^-11, half-ULP 2^-12
-    expected = 0.03 * 2.0**-12 / math.sqrt(0.1 / 1.9)
-    assert rlvr_lr(0.1235) == pytest.approx(float(f"{expected:.2g}"))
-    assert ADAM_NOISE_STEP == pytest.approx(0.2294, abs=1e-4)
-    p = get_profile("rlvr")
-    assert p.sft_lr == pytest.approx(10 * p.rl_lr)
-    # the measured step ratio of an rlvr RL run: lr * step fraction / half-ULP lands in the target band
-    assert 0.01 <= p.rl_lr * ADAM_NOISE_STEP / half_ulp_bf16(0.1235) <= 0.05
 
 
 def test_predictor_rule_flips_on_planted_drifts():
