@@ -150,8 +150,8 @@ CLAIM_MODULES: dict[str, str] = {  # claim id -> module of verify.claims that re
     "gate1.leash": "gate1", "gate1.fisher": "gate1", "gate1.clip_only": "gate1", "gate1.kl_to_base": "gate1",
     "gate1.weight_leash": "gate1",
     "gate3.sparsity": "gate3", "gate3.lr_sweep": "gate3", "gate3.probes": "gate3", "gate3.visibility": "gate3",
-    "regime.predictor": "regime", "regime.phase": "regime", "regime.width": "regime", "regime.optimizer": "regime",
-    "regime.magnitude": "regime",
+    "regime.predictor": "regime", "regime.phase": "regime_map", "regime.width": "regime_map",
+    "regime.optimizer": "regime_map", "regime.magnitude": "regime",
 }
 
 CLAIMS: dict[str, Claim] = {}  # the claims registered so far (their modules imported)

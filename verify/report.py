@@ -91,3 +91,17 @@ def write_report(out_dir: Path, profile_name: str, results: list[tuple[Claim, Ve
     md = out_dir / "report.md"
     atomic_write_bytes(md, render_markdown(profile_name, results, meta).encode())
     return md
+
+
+def est_text(x, fmt: str = "+.3f") -> str:
+    """An Estimate as 'mean [low, high]', a float with ``fmt``, anything else (missing: '-') as text."""
+    if hasattr(x, "text"):
+        return x.text(fmt)
+    if isinstance(x, (int, float)):
+        return f"{x:{fmt}}"
+    return "-" if x is None else str(x)
+
+
+def figure_lines(verdict) -> list[str]:
+    """Markdown image lines of a verdict's figures (paths relative to report.md)."""
+    return [f"![{verdict.claim_id}]({f})" for f in verdict.figures]

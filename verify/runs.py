@@ -67,20 +67,3 @@ class Context:
         directory = run_dir(spec.train.method, spec)
         return self.memo(("run", directory.name),
                          lambda: RunResult(spec, directory, json.loads((directory / "summary.json").read_text())))
-
-    def run(self, spec: RunSpec) -> RunResult:
-        """The finished run of ``spec``; a run that was not executed is refused by name."""
-        directory = run_dir(spec.train.method, spec)
-        summary = directory / "summary.json"
-        if not summary.exists():
-            raise RunNotReady(f"Claim {self.claim_id or '?'} reads run {directory.name} ({spec.train.method}, seed "
-                              f"{spec.train.seed}, lr {spec.train.lr:g}), which is not finished: declare it in the claim's runs.")
-        return self.memo(("run", directory.name), lambda: RunResult(spec, directory, json.loads(summary.read_text())))
-
-    def rl(self, seed: int, **kw) -> RunResult:
-        """Shortcut: ``run(profile.rl(seed, **kw))``."""
-        return self.run(self.profile.rl(seed, **kw))
-
-    def sft(self, seed: int, **kw) -> RunResult:
-        """Shortcut: ``run(profile.sft(seed, **kw))``."""
-        return self.run(self.profile.sft(seed, **kw))

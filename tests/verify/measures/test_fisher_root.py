@@ -1,4 +1,4 @@
-"""gate1.weight_leash's dense Fisher: the jitted root A squares to the softmax Fisher of the completion logits,
+"""gate1.weight_leash's dense Fisher (verify/measures/curvature.py): the jitted root A squares to the softmax Fisher of the completion logits,
 F = sum_(n,c) m_nc J_nc^T (diag p - p p^T) J_nc / sum(m), computed here directly from an eager Jacobian."""
 
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from toy_models.transformer import ModelConfig, apply, flat_params, init_params, start_index, unflatten_params
-from verify.claims.gate1 import _fisher_root
+from verify.measures.curvature import fisher_root
 
 NAMES = ("ln_f.scale", "ln_f.bias")
 
@@ -22,7 +22,7 @@ def test_fisher_root_squares_to_the_softmax_fisher_of_the_logits():
     m = jnp.asarray(np.maximum(rng.integers(0, 2, (N, L - P)), np.eye(N, L - P)), jnp.float32)  # every row counts
     x0 = jnp.concatenate([flat0[n].ravel() for n in NAMES])
 
-    A = np.asarray(_fisher_root(graphdef, NAMES, P)(x0, flat0, params, tokens, start, m), np.float64)
+    A = np.asarray(fisher_root(graphdef, NAMES, P)(x0, flat0, params, tokens, start, m), np.float64)
     F_root = A.T @ A / float(m.sum())
 
     def logits(x):

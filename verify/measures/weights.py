@@ -1,4 +1,5 @@
-"""Helpers shared by the claim modules: weight-matrix pairs of runs and planted updates for controls."""
+"""Weight-matrix pairs of a run: (W0, W1) of the base and a snapshot, float64, in (out, in) layout
+(``toy_models.transformer.weight_matrices``); embedding tables and the unembedding included, vectors not."""
 
 from __future__ import annotations
 
@@ -26,20 +27,12 @@ def block_matrices(pairs: dict) -> dict:
     return {k: v for k, v in pairs.items() if k.startswith("block")}
 
 
-def planted(W0: np.ndarray, kind: str, scale: float, k: int, seed: int) -> np.ndarray:
-    """A synthetic update dW for controls: 'principal' lies in span(U_k) x span(V_k) of W0,
-    'off_principal' in the orthogonal complements, 'random' is isotropic Gaussian. Frobenius norm = scale."""
-    rng = np.random.default_rng(seed)
-    U, s, Vt = np.linalg.svd(W0, full_matrices=True)
-    G = rng.standard_normal(W0.shape)
-    if kind == "principal":
-        d = U[:, :k] @ (U[:, :k].T @ G @ Vt[:k].T) @ Vt[:k]
-    elif kind == "off_principal":
-        Pu = np.eye(W0.shape[0]) - U[:, :k] @ U[:, :k].T
-        Pv = np.eye(W0.shape[1]) - Vt[:k].T @ Vt[:k]
-        d = Pu @ G @ Pv
-    elif kind == "random":
-        d = G
-    else:
-        raise ValueError(f"Unknown planted update kind {kind!r}.")
-    return d / max(np.linalg.norm(d), 1e-300) * scale
+def pairs(ctx, run, step="final", master: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``matrix_pairs`` of a run, memoised for the verify call: the fp32 master weights (``master``) or the
+    released bf16 export."""
+    return ctx.memo(("pairs", run.directory.name, str(step), master), lambda: matrix_pairs(run, step, master=master))
+
+
+def block_pairs(ctx, run, step="final", master: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The transformer-block matrices of ``pairs`` (attention q/k/v/o, fc_in, fc_out)."""
+    return block_matrices(pairs(ctx, run, step, master))

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from toy_models.finetune import finetune
-from verify.claims import masked as cm
+from verify.experiments.cases import masked_spec
+from verify.measures.training import frozen_changes
 from verify.profiles import get_profile
 
 pytestmark = pytest.mark.slow
@@ -14,9 +15,9 @@ pytestmark = pytest.mark.slow
 def test_masked_coordinates_never_change_in_a_real_run(session_runs):
     """A real masked RL run on the tiny base: the float32 master bits of every masked coordinate equal the base's,
     while trainable coordinates moved."""
-    spec = cm.masked_spec(get_profile("tiny"), 0, "safe")
+    spec = masked_spec(get_profile("tiny"), 0, "safe")
     run = finetune(spec, quiet=True)
-    bad, frozen = cm.frozen_changes(run)
+    bad, frozen = frozen_changes(run)
     assert frozen > 0 and bad == 0
     base, final = run.snapshot("base", master=True), run.snapshot("final", master=True)
     moved = sum(int(np.count_nonzero(base[k].view(np.uint32) != final[k].view(np.uint32))) for k in base)
