@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from theory import kl as K
-from verify.bound_table import BoundRow, count_violations, ratios
+from verify.bounds.row import BoundRow, count_violations, ratios
 
 VMAX = 64
 _MODEL_SHAPES = [(2, 2), (3, 2), (5, 4), (8, 4)]  # (vocab V, input dim d); few shapes keep eager compiles cheap

@@ -17,7 +17,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from theory.curvature import dense_fisher, fisher_vp, hvp, lanczos_top_eigs, layer_indices, rayleigh_quotient, schur_min_eig
-from verify.bound_table import BoundRow, count_violations, ratios
+from verify.bounds.row import BoundRow, count_violations, ratios
 
 POOL = (("softmax", (3, 2, 3)), ("softmax", (6, 3, 4)), ("mlp", (10, 2, 3)), ("mlp", (12, 3, 4)))  # (kind, (N, d, V))
 HIDDEN = 3

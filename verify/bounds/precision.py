@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory import precision as P
-from verify.bound_table import BoundRow, count_violations, ratios
+from verify.bounds.row import BoundRow, count_violations, ratios
 
 __all__ = ["rows"]
 

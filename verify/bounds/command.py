@@ -9,9 +9,9 @@ from __future__ import annotations
 import importlib
 import time
 
-from verify.bound_table import BoundRow
+from verify.bounds.row import BoundRow
 
-MODULES = ("verify.theory_precision", "verify.theory_kl", "verify.theory_spectral", "verify.theory_curvature")
+MODULES = ("verify.bounds.precision", "verify.bounds.kl", "verify.bounds.spectral", "verify.bounds.curvature")
 
 
 def collect(seed: int = 0, scale: float = 1.0) -> list[tuple[str, BoundRow]]:
@@ -21,7 +21,7 @@ def collect(seed: int = 0, scale: float = 1.0) -> list[tuple[str, BoundRow]]:
         mod = importlib.import_module(name)
         n_default = mod.rows.__defaults__[-1]
         for row in mod.rows(seed=seed, n=max(10, int(n_default * scale))):
-            out.append((name.rsplit("_", 1)[-1], row))
+            out.append((name.rsplit(".", 1)[-1], row))
     return out
 
 

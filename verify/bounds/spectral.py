@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from theory import spectral as S
-from verify.bound_table import BoundRow, count_violations, ratios
+from verify.bounds.row import BoundRow, count_violations, ratios
 
 
 def _frames(rng, m, n):
