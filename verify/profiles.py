@@ -103,11 +103,12 @@ class Profile:
         return self.adapter_grid or AdapterGrid.derived(self)
 
     def spec(self, method: str, seed: int, *, preset: str | None = None, lr: float | None = None,
-             steps: int | None = None, matched: bool = True, precision: str = "fp32_master",
+             steps: int | None = None, matched: bool = True, precision: str | None = None,
              base: BaseConfig | None = None, rl: dict | None = None, **train) -> RunSpec:
         """The RunSpec of a run of this profile: ``method`` 'rl' | 'sft' | 'sft_onpolicy', a preset (default
-        grpo_kl / sft / sft_onpolicy), the profile's lr, step cap and target gain unless given; ``rl`` and
-        ``train`` change RLConfig / FinetuneConfig fields (typed values)."""
+        grpo_kl / sft / sft_onpolicy), the profile's lr, step cap and target gain unless given, the storage
+        ``precision`` of ``FinetuneConfig`` (fp32_master) unless given; ``rl`` and ``train`` change RLConfig /
+        FinetuneConfig fields (typed values)."""
         preset = preset or {"rl": "grpo_kl"}.get(method, method)
         rl_cfg, t = FINETUNE_PRESETS[preset]
         is_rl = t.method == "rl"
@@ -117,7 +118,9 @@ class Profile:
             steps = self.max_steps if is_rl else self.sft_max_steps
         rl_cfg = dataclasses.replace(rl_cfg, prompts_per_step=self.prompts_per_step, num_generations=self.num_generations,
                                      **(rl or {}))
-        t = dataclasses.replace(t, seed=seed, precision=precision, lr=lr, max_steps=steps,
+        if precision is not None:
+            train["precision"] = precision
+        t = dataclasses.replace(t, seed=seed, lr=lr, max_steps=steps,
                                 target_gain=self.target_gain if matched else None, eval_every=self.eval_every,
                                 eval_problems=self.eval_problems, probe_size=self.probe_size,
                                 pool_per_task=self.pool_per_task, checkpoint_every=max(self.max_steps, self.sft_max_steps),

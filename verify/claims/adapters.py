@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-from verify.controls.numbers import PLANTED_SEEDS, null_pairs, planted_grid, planted_match
+from verify.controls.numbers import null_pairs, planted_grid, planted_match
 from verify.experiments.adapters import FULL, approximation as approximation_runs, grid as grid_runs, offprincipal_k, rank_limit, ranks
 from verify.figures import adapters as fig
 from verify.measures.adapter_grid import Grid, arm_label, cell_numbers
