@@ -20,6 +20,8 @@ import importlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Literal
 
+from verify.runsets import leaves
+
 REPRODUCED = "REPRODUCED"
 NOT_REPRODUCED = "NOT REPRODUCED"
 INCONCLUSIVE = "INCONCLUSIVE"
@@ -130,8 +132,6 @@ class Claim:
 
     def specs(self, profile) -> list:
         """Every RunSpec the claim reads on ``profile`` (the leaves of its run set), for the plan."""
-        from verify.runsets import leaves
-
         return leaves(self.runs(profile))
 
     def evaluate(self, ctx) -> Measurement:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from toy_models.finetune import RunSpec
+from verify.registry import CLAIM_MODULES, load
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,6 @@ def core_plain_runs(p, exclude: str = "regime.predictor") -> tuple[RunSpec, ...]
     `all` runs, in report order and without repeats: the runs the suite trains anyway (the case studies' runs,
     with other task mixes and edited bases, and the sweeps are left out). Reads the other claims' run sets
     through the registry, leaving out the claim ``exclude``."""
-    from verify.registry import CLAIM_MODULES, load
-
     seen: dict = {}
     ids = [i for i in CLAIM_MODULES if i != exclude and i.startswith(("gate", "control", "regime"))]
     for c in load(ids).values():

@@ -6,8 +6,6 @@ import os
 
 import matplotlib.pyplot as plt
 
-import verify.figures  # noqa: F401  (selects the backend first)
-
 
 def save_figure(fig, ctx, claim_id: str) -> str:
     """Save ``fig`` as figures/<claim_id>.png atomically; returns the path relative to the report."""
