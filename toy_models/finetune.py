@@ -67,7 +67,8 @@ class FinetuneConfig:
     probe_size: int = 64
     pool_per_task: int = 2048
     tasks: tuple[str, ...] = ()  # tasks to train and evaluate on (empty: all of the base's tasks)
-    precision: Literal["fp32", "bf16", "fp32_master"] = "bf16"
+    # storage: fp32 master weights with a bf16 export, as published trainers store them (the one default; see storage.py)
+    precision: Literal["fp32", "bf16", "fp32_master"] = "fp32_master"
     snapshot_steps: tuple[int, ...] = ()
     checkpoint_every: int = 50
     devices: int = 1

@@ -33,7 +33,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quiet", action="store_true", help="print verdict lines only")
     args = parser.parse_args(argv)
     if args.target == "theory":
-        from verify.theory import main as theory_main
+        from verify.bounds.command import main as theory_main
 
         return theory_main(args.seed, args.scale)
     from verify.cli import run_claims

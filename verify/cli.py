@@ -13,7 +13,7 @@ from verify.execute import execute
 from verify.finish import finish
 from verify.plan import build_plan
 from verify.profiles import get_profile
-from verify.registry import INCONCLUSIVE, SECTIONS, Verdict, load_all
+from verify.registry import CLAIM_MODULES, INCONCLUSIVE, Verdict, load, load_all, report_sections
 from verify.report import line, write_report
 from verify.runs import Context
 
@@ -33,18 +33,18 @@ def enable_compilation_cache() -> None:
 def choose(target: str):
     """The claims a target names: 'all' (every claim but the sweeps), 'sweeps' (the grid claims),
     'everything', 'gates' (the Gate I-III, control and regime claims of 'all', without the case studies),
-    one claim id, or a comma-separated list of ids."""
-    claims = load_all()
-    groups = {"all": [c for c in claims.values() if not c.sweep], "sweeps": [c for c in claims.values() if c.sweep],
-              "everything": list(claims.values()),
-              "gates": [c for c in claims.values() if not c.sweep and c.id.startswith(("gate", "control", "regime"))]}
-    if target in groups:
+    one claim id, or a comma-separated list of ids (only their claim modules are imported)."""
+    if target in ("all", "sweeps", "everything", "gates"):
+        claims = load_all()
+        groups = {"all": [c for c in claims.values() if not c.sweep], "sweeps": [c for c in claims.values() if c.sweep],
+                  "everything": list(claims.values()),
+                  "gates": [c for c in claims.values() if not c.sweep and c.id.startswith(("gate", "control", "regime"))]}
         return groups[target]
     ids = [t.strip() for t in target.split(",") if t.strip()]
-    unknown = [i for i in ids if i not in claims]
+    unknown = [i for i in ids if i not in CLAIM_MODULES]
     if unknown or not ids:
         raise ConfigError(f"Unknown claim {unknown[0] if unknown else target!r}; `python -m verify list` shows the ids.")
-    return [claims[i] for i in ids]
+    return list(load(ids).values())
 
 
 def decide(chosen, ctx_factory) -> list[tuple]:
@@ -54,7 +54,7 @@ def decide(chosen, ctx_factory) -> list[tuple]:
         ctx = ctx_factory(c.id)
         t = time.time()
         try:
-            v = finish(c, c.measure(ctx), ctx)
+            v = finish(c, c.evaluate(ctx), ctx)
         except Exception as e:  # a crashed check is reported, not hidden, and the others still run
             traceback.print_exc()
             v = Verdict(c.id, INCONCLUSIVE, f"check failed: {type(e).__name__}: {e}")
@@ -78,9 +78,8 @@ def check(target: str, profile_name: str = "tiny", out: str | None = None, *, wo
 def run_claims(target: str, profile_name: str, out: str | None, *, quiet: bool = False, workers: int = 1,
                executor: str = "local", address: str | None = None, plan_target: str = "all") -> int:
     """Plan, execute and decide one claim, a list or all of them on a profile; print a line each; write the report."""
-    claims = load_all()
     if target == "list":
-        for c in claims.values():
+        for c in load_all().values():
             print(f"{c.id:28s} {', '.join(c.paper_claims):12s} {'(sweep) ' if c.sweep else ''}{c.title}")
         return 0
     try:
@@ -104,7 +103,7 @@ def run_claims(target: str, profile_name: str, out: str | None, *, quiet: bool =
     out_dir = Path(out or f"reports/{profile_name}").resolve()
     memo: dict = {}
     t_decide = time.time()
-    results = decide(chosen, lambda cid: Context(profile, out_dir, quiet=True, claim_id=cid, _memo=memo))
+    results = decide(chosen, lambda cid: Context(profile, out_dir, claim_id=cid, _memo=memo))
     t_decide = time.time() - t_decide
     base = Context(profile, out_dir, _memo=memo).base()
     meta = {"seeds": list(profile.seeds), "base_dir": str(base.directory), "base_pass_rates": base.pass_rates,
@@ -112,7 +111,7 @@ def run_claims(target: str, profile_name: str, out: str | None, *, quiet: bool =
             "seconds_deciding": round(t_decide, 1),
             "runs": len(plan.runs), "runs_executed": missing, "workers": workers, "executor": executor}
     pairs = [(c, v) for c, v, _ in results]
-    meta["sections"] = [text for text in (fn(pairs) for fn in SECTIONS) if text]
+    meta["sections"] = [text for text in (fn(pairs) for fn in report_sections()) if text]
     md = write_report(out_dir, profile.name, pairs, meta)
     print("")
     for c, v, sec in results:

@@ -130,7 +130,7 @@ def build_plan(claims: list, profile: Profile) -> Plan:
     plan = Plan(profile, [c.id for c in claims])
     seen = {}
     for c in claims:
-        for spec in c.runs(profile):
+        for spec in c.specs(profile):
             name = run_dir(spec_kind(spec), spec).name
             if name not in seen:
                 seen[name] = spec

@@ -1,22 +1,26 @@
 """The claims registry: a claim is one decorated function with its decision rule and its runs declared.
 
-    @claim("gate3.sparsity", paper=("C1", "C6"), title=..., paper_number=..., rule=...,
-           runs=lambda p: [p.rl(s) for s in p.seeds] + [p.sft(s) for s in p.seeds])
-    def sparsity(ctx) -> Measurement: ...
+    @claim("gate3.sparsity", paper=("C1", "C6"), title=..., paper_number=..., rule=..., runs=matched)
+    def sparsity(ctx, runs: Matched) -> Measurement: ...
 
-``runs`` states, as data, every fine-tuning run the claim reads (``verify.profiles.Profile`` builds the
-typed ``RunSpec``s), so ``verify`` can gather the plan of a whole profile before anything trains. The
-function then reads finished runs only and returns a typed ``Measurement`` with typed controls;
-``verify.finish`` turns it into the ``Verdict`` of the report. Importing ``verify.claims`` loads every
-claim module, so adding a claim means adding one module.
+``runs`` maps a profile to the claim's run set (``verify.runsets``: a structure whose leaves are typed
+``RunSpec``s, usually one of ``verify.experiments``), so ``verify`` can gather the plan of a whole profile
+before anything trains. When the claim decides it receives the same structure with every leaf replaced by
+its finished run (``Claim.evaluate``) and returns a typed ``Measurement`` with typed controls;
+``verify.finish`` turns it into the ``Verdict`` of the report.
+
+``CLAIM_MODULES`` names, for every claim id, the module under ``verify.claims`` that registers it, in the
+order of the report: running one claim imports its module only; ``load_all`` (``list``, ``all``, the
+groups) imports every one. A new claim is a function in a claim module plus one line in that table.
 """
 
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Literal
+
+from verify.runsets import leaves
 
 REPRODUCED = "REPRODUCED"
 NOT_REPRODUCED = "NOT REPRODUCED"
@@ -122,26 +126,66 @@ class Claim:
     title: str
     paper_number: str
     rule: str
-    runs: Callable  # (Profile) -> list[RunSpec]
-    measure: Callable  # (Context) -> Measurement
+    runs: Callable  # (Profile) -> run set (verify.runsets)
+    measure: Callable  # (Context, run set of finished runs) -> Measurement
     sweep: bool = False  # a grid of many runs: left out of `all`, run by `sweeps` or `everything` or by id
 
+    def specs(self, profile) -> list:
+        """Every RunSpec the claim reads on ``profile`` (the leaves of its run set), for the plan."""
+        return leaves(self.runs(profile))
 
-CLAIMS: dict[str, Claim] = {}
+    def evaluate(self, ctx) -> Measurement:
+        """Measure and decide on finished runs: the run set of ``ctx.profile`` with every leaf finished."""
+        return self.measure(ctx, ctx.finished(self.runs(ctx.profile)))
+
+
+CLAIM_MODULES: dict[str, str] = {  # claim id -> module of verify.claims that registers it, in report order
+    "gate2.bounds": "gate2", "gate2.spectrum": "gate2", "gate2.principal_overlap": "gate2", "gate2.energy": "gate2",
+    "gate2.curvature": "gate2",
+    "adapters.grid": "adapters", "adapters.approximation": "adapters",
+    "consistency.jaccard": "consistency", "consistency.stripes": "consistency", "consistency.temporal": "consistency",
+    "geometry.intervention": "intervention",
+    "masked.rl": "masked",
+    "control.random_base": "control",
+    "gate1.leash": "gate1", "gate1.fisher": "gate1", "gate1.clip_only": "gate1", "gate1.kl_to_base": "gate1",
+    "gate1.weight_leash": "gate1",
+    "gate3.sparsity": "gate3", "gate3.lr_sweep": "gate3", "gate3.probes": "gate3", "gate3.visibility": "gate3",
+    "regime.predictor": "regime", "regime.phase": "regime_map", "regime.width": "regime_map",
+    "regime.optimizer": "regime_map", "regime.magnitude": "regime",
+}
+
+CLAIMS: dict[str, Claim] = {}  # the claims registered so far (their modules imported)
 
 
 def claim(claim_id: str, *, paper: tuple[str, ...], title: str, paper_number: str, rule: str, runs: Callable,
           sweep: bool = False):
-    """Decorator: register the decorated ``(ctx) -> Measurement`` function as claim ``claim_id``; ``sweep``
-    marks a claim whose runs are a grid (tens of runs per profile), which `all` leaves to `sweeps`."""
+    """Decorator: register the decorated ``(ctx, runs) -> Measurement`` function as claim ``claim_id``, which
+    ``CLAIM_MODULES`` must name with the decorated function's module; ``sweep`` marks a claim whose runs are a
+    grid (tens of runs per profile), which `all` leaves to `sweeps`."""
 
     def register(fn: Callable) -> Callable:
+        module = CLAIM_MODULES.get(claim_id)
+        if module is None or fn.__module__ != f"verify.claims.{module}":
+            raise ValueError(f"Claim {claim_id!r} (in {fn.__module__}) is not listed with its module in "
+                             "verify.registry.CLAIM_MODULES.")
         if claim_id in CLAIMS:
             raise ValueError(f"Claim id {claim_id!r} is registered twice.")
         CLAIMS[claim_id] = Claim(claim_id, tuple(paper), title, paper_number, rule, runs, fn, sweep)
         return fn
 
     return register
+
+
+def load(ids) -> dict[str, Claim]:
+    """The claims ``ids`` (ids of ``CLAIM_MODULES``), importing only their modules; in the order given."""
+    for module in dict.fromkeys(CLAIM_MODULES[i] for i in ids):
+        importlib.import_module(f"verify.claims.{module}")
+    return {i: CLAIMS[i] for i in ids}
+
+
+def load_all() -> dict[str, Claim]:
+    """Every claim, all claim modules imported, in report order."""
+    return load(list(CLAIM_MODULES))
 
 
 SECTIONS: list[Callable] = []  # (list of (Claim, Verdict)) -> markdown text or "" for report.md
@@ -153,13 +197,10 @@ def report_section(fn: Callable) -> Callable:
     return fn
 
 
-def load_all() -> dict[str, Claim]:
-    """Import every module of verify.claims and return the registry."""
-    import verify.claims as pkg
-
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
-        importlib.import_module(f"verify.claims.{info.name}")
-    return CLAIMS
+def report_sections() -> list[Callable]:
+    """The report sections of the claim modules imported so far, in the report order of their modules."""
+    order = list(dict.fromkeys(f"verify.claims.{m}" for m in CLAIM_MODULES.values()))
+    return sorted(SECTIONS, key=lambda fn: order.index(fn.__module__) if fn.__module__ in order else len(order))
 
 
 def decide_positive(est: Estimate, null: float = 0.0) -> str:

@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
-import matplotlib.pyplot as plt  # noqa: E402
-
-from toy_models.checkpoint import atomic_write_bytes, atomic_write_json  # noqa: E402
-from verify.registry import Claim, Verdict  # noqa: E402
+from toy_models.checkpoint import atomic_write_bytes, atomic_write_json
+from verify.regime_record import regime_summary, regime_text
+from verify.registry import Claim, Verdict
 
 REGIME_COLUMNS = ("runs", "lr", "steps", "gain", "kl_to_base", "step_ratio", "drift_ratio", "walk_ratio",
                   "sign_consistency", "sparsity_bf16_all", "sparsity_bf16_eligible", "untouched_share")
-
-
-def save_figure(fig, ctx, claim_id: str) -> str:
-    """Save ``fig`` as figures/<claim_id>.png atomically; returns the path relative to the report."""
-    path = ctx.figures / f"{claim_id.replace('.', '_')}.png"
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return str(path.relative_to(ctx.out_dir))
-
-
-def paired_seed_bars(seeds, left, right, labels: tuple[str, str], ylabel: str, title: str,
-                     ylim=None):
-    """One figure of two bars per seed (e.g. RL against SFT); returns (fig, ax) for extra marks, unsaved."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    x = range(len(seeds))
-    ax.bar([i - 0.2 for i in x], left, 0.4, label=labels[0])
-    ax.bar([i + 0.2 for i in x], right, 0.4, label=labels[1])
-    ax.set_xticks(list(x), [f"seed {s}" for s in seeds])
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=9)
-    if ylim is not None:
-        ax.set_ylim(*ylim)
-    return fig, ax
 
 
 def line(claim: Claim, v: Verdict) -> str:
@@ -52,15 +22,11 @@ def _md_escape(text: str) -> str:
 
 
 def _regime_cell(v: Verdict) -> str:
-    from verify.finish import regime_text
-
     return regime_text(v.regime) if v.regime else "-"
 
 
 def regime_table(results: list[tuple[Claim, Verdict]]) -> list[str]:
     """Markdown table of the profile's regime: per method, medians over every distinct run the claims used."""
-    from verify.finish import regime_summary
-
     records = list({r["run"]: r for _, v in results for r in v.runs}.values())
     if not records:
         return []
@@ -125,3 +91,17 @@ def write_report(out_dir: Path, profile_name: str, results: list[tuple[Claim, Ve
     md = out_dir / "report.md"
     atomic_write_bytes(md, render_markdown(profile_name, results, meta).encode())
     return md
+
+
+def est_text(x, fmt: str = "+.3f") -> str:
+    """An Estimate as 'mean [low, high]', a float with ``fmt``, anything else (missing: '-') as text."""
+    if hasattr(x, "text"):
+        return x.text(fmt)
+    if isinstance(x, (int, float)):
+        return f"{x:{fmt}}"
+    return "-" if x is None else str(x)
+
+
+def figure_lines(verdict) -> list[str]:
+    """Markdown image lines of a verdict's figures (paths relative to report.md)."""
+    return [f"![{verdict.claim_id}]({f})" for f in verdict.figures]

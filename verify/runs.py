@@ -1,9 +1,10 @@
-"""What a claim reads while it decides: finished runs, looked up by their ``RunSpec`` in the run cache.
+"""What a claim reads while it decides: the finished runs of its run set, the pretrained bases, and a memo.
 
-Runs are executed before any claim decides (``verify.plan``, ``verify.execute``). A claim asking for a
-run it did not declare gets one clear error instead of a silent training job, so the plan of a
-profile is always the whole list of runs its claims read. Several claims read the same runs; derived
-data (weight-matrix pairs, masks) is memoised on the Context for one verify call.
+Runs are executed before any claim decides (``verify.plan``, ``verify.execute``); ``Context.finished`` then
+maps every ``RunSpec`` of a claim's run set (``verify.runsets``) to its finished run in the run cache, and
+names every run that did not finish in one error, so a claim never starts a training job behind the plan's
+back. Several claims read the same runs; derived data (weight-matrix pairs, masks, curvature: the measures
+of ``verify.measures``) is memoised on the Context for one verify call.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from toy_models.finetune import RunResult, RunSpec
 from toy_models.pretrain import Base, BaseConfig, pretrain
 from toy_models.runs import run_dir
 from verify.profiles import Profile
+from verify.runsets import leaves, map_runs
 
 
 class RunNotReady(RuntimeError):
-    """A claim asked for a run that has not been executed (it is missing from the claim's declared runs)."""
+    """A claim's run set holds a run that has not finished (it failed, or it was not executed)."""
 
 
 @dataclass
@@ -28,7 +30,6 @@ class Context:
 
     profile: Profile
     out_dir: Path
-    quiet: bool = True
     claim_id: str = ""
     _memo: dict = field(default_factory=dict)
 
@@ -52,19 +53,17 @@ class Context:
             raise RunNotReady(f"Claim {self.claim_id or '?'} reads a base model that the plan did not build.")
         return self.memo(("base", cfg), lambda: pretrain(cfg, quiet=True))
 
-    def run(self, spec: RunSpec) -> RunResult:
-        """The finished run of ``spec``; a run that was not executed is refused by name."""
+    def finished(self, runs):
+        """The run set ``runs`` with every RunSpec replaced by its finished run (memoised); every run that has
+        not finished is named in one ``RunNotReady``."""
+        missing = [spec for spec in leaves(runs) if not (run_dir(spec.train.method, spec) / "summary.json").exists()]
+        if missing:
+            raise RunNotReady(f"Claim {self.claim_id or '?'} reads {len(missing)} run(s) that did not finish: " + "; ".join(
+                f"{run_dir(s.train.method, s).name} ({s.train.method}, seed {s.train.seed}, lr {s.train.lr:g})"
+                for s in dict.fromkeys(missing)) + ".")
+        return map_runs(runs, self._load)
+
+    def _load(self, spec: RunSpec) -> RunResult:
         directory = run_dir(spec.train.method, spec)
-        summary = directory / "summary.json"
-        if not summary.exists():
-            raise RunNotReady(f"Claim {self.claim_id or '?'} reads run {directory.name} ({spec.train.method}, seed "
-                              f"{spec.train.seed}, lr {spec.train.lr:g}), which is not finished: declare it in the claim's runs.")
-        return self.memo(("run", directory.name), lambda: RunResult(spec, directory, json.loads(summary.read_text())))
-
-    def rl(self, seed: int, **kw) -> RunResult:
-        """Shortcut: ``run(profile.rl(seed, **kw))``."""
-        return self.run(self.profile.rl(seed, **kw))
-
-    def sft(self, seed: int, **kw) -> RunResult:
-        """Shortcut: ``run(profile.sft(seed, **kw))``."""
-        return self.run(self.profile.sft(seed, **kw))
+        return self.memo(("run", directory.name),
+                         lambda: RunResult(spec, directory, json.loads((directory / "summary.json").read_text())))

@@ -1,0 +1,99 @@
+"""Typed knobs of the claims that differ by profile, each with the rule that derives it for a profile that
+does not give it, and the one rounding of every derived learning rate.
+
+- ``CaseSizes``: lengths and snapshot spacing of the case-study runs (C4, C12, C14) and their seeds;
+- ``AdapterGrid``: the adapter grid of C15 and C16 (ranks, kinds, learning rates, steps, seeds; RL and SFT);
+- ``PhaseGrid``: the learning-rate grid of regime.phase.
+
+A ``verify.profiles.Profile`` holds one of each (``None``: derived from its own fields by ``derived``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+def round_lr(lr: float) -> float:
+    """A derived learning rate rounded to two significant digits (every rule of the suite that computes one)."""
+    return float(f"{lr:.2g}")
+
+
+@dataclass(frozen=True)
+class CaseSizes:
+    """Sizes of the case-study runs: RL runs of ``rl_steps`` steps (a multiple of 4 eval_every, so the quarters
+    are snapshot steps) with a snapshot every ``rl_snapshot_every`` steps (>= 8 per run), SFT runs likewise,
+    the accuracy curve every ``curve_every`` steps (masked.rl), and ``seeds`` seeds per configuration."""
+
+    rl_steps: int
+    rl_snapshot_every: int
+    sft_steps: int
+    sft_snapshot_every: int
+    curve_every: int
+    seeds: int
+
+    @classmethod
+    def derived(cls, p) -> "CaseSizes":
+        """The rule for a profile that gives no sizes: RL for a fifth of the step cap rounded up to a multiple of
+        4 eval_every (at least 8 eval_every), snapshots every eval_every; SFT for 4 times as many steps (capped
+        by its step cap), snapshots as many as RL's; accuracy curve at the quarters; 3 seeds.
+
+        The tiny and quick entries are what the rule gives (tiny with 2 seeds, to keep CI short). Quick's 80 RL
+        steps are the median stop of the profile's matched RL runs (40 to 180 steps to +10 points, median 80),
+        so the fixed-length runs end where a typical matched run ends; SFT's 320 steps keep 8 snapshots as RL's."""
+        ev = p.eval_every
+        rl_steps = max(8 * ev, math.ceil(p.max_steps / 5 / (4 * ev)) * 4 * ev)
+        sft_steps = min(4 * rl_steps, max(rl_steps, p.sft_max_steps // (4 * ev) * 4 * ev))
+        ratio = sft_steps // rl_steps if sft_steps % rl_steps == 0 else 1
+        return cls(rl_steps=rl_steps, rl_snapshot_every=ev, sft_steps=sft_steps, sft_snapshot_every=ev * ratio,
+                   curve_every=rl_steps // 4, seeds=3)
+
+
+ADAPTER_KINDS = ("lora", "pissa", "milora", "offprincipal")
+HALF_DECADES = (1.0, 3.0, 10.0, 30.0, 100.0)  # five rates spanning 2 decades
+
+
+@dataclass(frozen=True)
+class AdapterGrid:
+    """What one profile runs for the adapter claims: rank fractions of min(in, out), adapter kinds, learning
+    rates of the adapters and of full fine-tuning, steps per run and number of seeds, for RL and for the SFT
+    grid."""
+
+    rank_fractions: tuple[float, ...]
+    kinds: tuple[str, ...]
+    lrs: tuple[float, ...]
+    full_lrs: tuple[float, ...]
+    steps: int
+    seeds: int
+    sft_rank_fractions: tuple[float, ...]
+    sft_kinds: tuple[str, ...]
+    sft_lrs: tuple[float, ...]
+    sft_full_lrs: tuple[float, ...]
+    sft_steps: int
+
+    @classmethod
+    def derived(cls, p) -> "AdapterGrid":
+        """The grid of a profile that gives none, from its own fields: adapter rates on half decades from the
+        profile's RL rate to 100 times it (LoRA's usual 10x sits in the middle), full RL at 1, 3 and 10 times it,
+        SFT likewise from the SFT rate; rank fraction 1/4; max(sweep_steps, max_steps / 5) RL steps and 4 times
+        that for SFT (an SFT step costs about a third of an RL step); at most 3 seeds."""
+        steps = max(p.sweep_steps, p.max_steps // 5)
+        return cls(rank_fractions=(1 / 4,), kinds=ADAPTER_KINDS, lrs=tuple(round_lr(p.rl_lr * f) for f in HALF_DECADES),
+                   full_lrs=tuple(round_lr(p.rl_lr * f) for f in HALF_DECADES[:3]), steps=steps,
+                   seeds=min(3, len(p.seeds)), sft_rank_fractions=(1 / 4,), sft_kinds=("lora", "pissa"),
+                   sft_lrs=tuple(round_lr(p.sft_lr * f) for f in HALF_DECADES),
+                   sft_full_lrs=tuple(round_lr(p.sft_lr * f) for f in HALF_DECADES[:3]), sft_steps=4 * steps)
+
+
+ADAPTER_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+FULL_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)  # full RL over 2 decades one decade below the adapters' (its best must be bracketed)
+ISSUE_RANK_FRACTIONS = (1 / 16, 1 / 4, 1 / 2)  # ranks 2, 8, 16 on the tiny base (d_model 32), 4, 16, 32 on the small one
+
+
+@dataclass(frozen=True)
+class PhaseGrid:
+    """regime.phase: learning rates (>= 4 decades except on tiny), steps per run, number of seeds."""
+
+    lrs: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+    steps: int = 100
+    seeds: int = 3

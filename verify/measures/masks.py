@@ -1,0 +1,118 @@
+"""Masks of weights (C1, C3, C11): which block weights a run changed in its released bf16 export, the principal
+and low-magnitude masks of the base, the share of changed weights inside a mask against its density, and ULP
+strata (weights of equal bf16 half-ULP, so an equal visibility threshold, claim C9).
+
+Views: changed masks compare the released bf16 base with the bf16 export of a snapshot
+(``theory.precision.changed_mask_bitwise``); masks come from the released base; block matrices only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from theory import spectral as S
+from theory.precision import (
+    change_probability_from_regime,
+    changed_mask_bitwise,
+    half_ulp_bf16,
+    overlap_within_strata,
+    predicted_overlap,
+)
+from verify.measures.spectra import top_k
+from verify.measures.weights import block_pairs
+
+ALPHA = 0.5  # share kept by the principal and the low-magnitude masks
+MIN_STRATUM = 16  # a ULP stratum holds at least this many weights (smaller ones merge with a neighbour)
+
+
+def changed(ctx, run, step="final") -> dict[str, np.ndarray]:
+    """{block matrix: bool changed mask}: bf16 base against the bf16 export of snapshot ``step`` (memoised)."""
+
+    def compute():
+        return {n: changed_mask_bitwise(w0.astype(np.float32), w1.astype(np.float32))
+                for n, (w0, w1) in block_pairs(ctx, run, step).items()}
+
+    return ctx.memo(("changed", run.directory.name, str(step)), compute)
+
+
+def principal_and_low_magnitude(W0, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(principal mask: top ``alpha`` of the rank-k reconstruction of W0, low-magnitude mask: bottom ``alpha`` of |W0|)."""
+    P = np.asarray(S.principal_mask(W0, top_k(W0), alpha))
+    L = np.asarray(S.low_magnitude_mask(W0, alpha))
+    return P, L
+
+
+def base_masks(ctx, run, alpha: float = ALPHA) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{block matrix: (principal mask, low-magnitude mask)} of the released base of a run (memoised)."""
+    return ctx.memo(("base_masks", run.directory.name, alpha),
+                    lambda: {n: principal_and_low_magnitude(W0, alpha) for n, (W0, _) in block_pairs(ctx, run).items()})
+
+
+def in_mask_share(changed: dict, masks: dict) -> tuple[float, float, float]:
+    """Share of changed block weights in the principal mask and in the low-magnitude mask (pooled over the
+    block matrices), each minus the pooled density of that mask (the random level, alpha), and the changed
+    density."""
+    n_ch = sum(int(changed[k].sum()) for k in changed)
+    inter_p = sum(int((changed[k] & masks[k][0]).sum()) for k in changed)
+    inter_l = sum(int((changed[k] & masks[k][1]).sum()) for k in changed)
+    size = sum(changed[k].size for k in changed)
+    dens_p = sum(int(masks[k][0].sum()) for k in changed) / size
+    dens_l = sum(int(masks[k][1].sum()) for k in changed) / size
+    if n_ch == 0:
+        return float("nan"), float("nan"), 0.0
+    return inter_p / n_ch - dens_p, inter_l / n_ch - dens_l, n_ch / size
+
+
+def principal_excess(pairs: dict, changed: dict | None = None, permute_seed: int | None = None) -> float:
+    """(share of changed weights inside the principal mask of W0) - alpha, pooled over block matrices;
+    NaN when nothing changed. ``permute_seed`` shuffles each principal mask (no model conditioning)."""
+    inside = total = 0
+    for name, (w0, w1) in pairs.items():
+        m = changed[name] if changed is not None else changed_mask_bitwise(w0, w1)
+        pm = np.asarray(S.principal_mask(w0, top_k(w0), ALPHA))
+        if permute_seed is not None:
+            pm = np.random.default_rng(permute_seed).permutation(pm.ravel()).reshape(pm.shape)
+        inside += int(np.count_nonzero(pm & m))
+        total += int(np.count_nonzero(m))
+    return inside / total - ALPHA if total else float("nan")
+
+
+def changed_count(pairs: dict) -> int:
+    """Number of block weights whose bf16 bits changed between W0 and W1."""
+    return sum(int(np.count_nonzero(changed_mask_bitwise(a, b))) for a, b in pairs.values())
+
+
+def ulp_strata(w0, min_count: int = MIN_STRATUM) -> np.ndarray:
+    """Stratum index per weight: weights of equal bf16 half-ULP (equal |w0| binade, so an equal visibility
+    threshold, claim C9) share a stratum; strata with fewer than ``min_count`` weights are merged with the next
+    larger-ULP one (a trailing small group with the previous one). Same shape as ``w0``, int64, from 0."""
+    levels = half_ulp_bf16(np.asarray(w0, np.float64))
+    uniq, inverse, counts = np.unique(levels.ravel(), return_inverse=True, return_counts=True)
+    group = np.zeros(len(uniq), np.int64)
+    g, run = 0, 0
+    for i, c in enumerate(counts):
+        group[i] = g
+        run += c
+        if run >= min_count:
+            g, run = g + 1, 0
+    if run and g > 0:  # the last group is too small: join it to the previous one
+        group[group == g] = g - 1
+    return group[inverse].reshape(np.shape(w0))
+
+
+def strata(ctx, run) -> dict[str, np.ndarray]:
+    """{block matrix: ``ulp_strata`` of the run's released base} (memoised)."""
+    return ctx.memo(("strata", run.directory.name),
+                    lambda: {n: ulp_strata(w0) for n, (w0, _) in block_pairs(ctx, run).items()})
+
+
+def stratified_excess(ctx, run) -> tuple[dict, float]:
+    """(overlap_within_strata of the run's changed block weights with the principal mask, the overlap excess a
+    magnitude-only change model predicts: independent changes with the regime model's probability)."""
+    region = {k: m[0] for k, m in base_masks(ctx, run).items()}
+    w0 = {k: w for k, (w, _) in block_pairs(ctx, run).items()}
+    strat = overlap_within_strata(changed(ctx, run), region, w0)
+    r = run.regime
+    p = {k: change_probability_from_regime(w0[k], run.spec.train.lr, max(run.summary["stopped_at"], 1),
+                                           max(r["sign_consistency"] or 0.0, 1e-12), r.get("step_fraction") or 1.0)
+         for k in w0}
+    return strat, predicted_overlap(p, region)
