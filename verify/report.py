@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
 import matplotlib.pyplot as plt  # noqa: E402
 
-from toy_models.checkpoint import atomic_write_bytes, atomic_write_json  # noqa: E402
+from toy_models.checkpoint import atomic_write_bytes, atomic_write_json, temporary_name  # noqa: E402
 from verify.registry import Claim, Verdict  # noqa: E402
 
 REGIME_COLUMNS = ("runs", "lr", "steps", "gain", "kl_to_base", "step_ratio", "drift_ratio", "walk_ratio",
@@ -20,8 +20,8 @@ REGIME_COLUMNS = ("runs", "lr", "steps", "gain", "kl_to_base", "step_ratio", "dr
 def save_figure(fig, ctx, claim_id: str) -> str:
     """Save ``fig`` as figures/<claim_id>.png atomically; returns the path relative to the report."""
     path = ctx.figures / f"{claim_id.replace('.', '_')}.png"
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp = temporary_name(path)  # unique: two verify processes may write the same figure at once
+    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
     os.replace(tmp, path)
     return str(path.relative_to(ctx.out_dir))

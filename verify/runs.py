@@ -28,7 +28,6 @@ class Context:
 
     profile: Profile
     out_dir: Path
-    quiet: bool = True
     claim_id: str = ""
     _memo: dict = field(default_factory=dict)
 
@@ -50,7 +49,7 @@ class Context:
         cfg = cfg or self.profile.base
         if not (run_dir("base", cfg) / "checkpoint" / "meta.json").exists():
             raise RunNotReady(f"Claim {self.claim_id or '?'} reads a base model that the plan did not build.")
-        return self.memo(("base", cfg), lambda: pretrain(cfg, quiet=True))
+        return self.memo(("base", cfg), lambda: pretrain(cfg))
 
     def run(self, spec: RunSpec) -> RunResult:
         """The finished run of ``spec``; a run that was not executed is refused by name."""
