@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
 PARAMS_FILE = "params.safetensors"
 META_FILE = "meta.json"
@@ -72,13 +72,8 @@ def save_checkpoint(directory, flat: dict[str, np.ndarray], meta: dict) -> Path:
     for name, arr in flat.items():
         if not np.all(np.isfinite(np.asarray(arr, dtype=np.float32))):
             raise CheckpointError(f"Refusing to save: tensor `{name}` holds NaN or infinite values.")
-    tmp = temporary_name(directory / PARAMS_FILE)
-    try:  # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make them shape (1,))
-        save_file({k: np.require(v, requirements="C") for k, v in flat.items()}, str(tmp))
-        os.replace(tmp, directory / PARAMS_FILE)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make them shape (1,))
+    atomic_write_bytes(directory / PARAMS_FILE, save({k: np.require(v, requirements="C") for k, v in flat.items()}))
     atomic_write_json(directory / META_FILE, {**meta, "versions": library_versions()})
     return directory
 

@@ -45,7 +45,7 @@ VERIFY_ENV = "THREEGATE_VERIFY_CACHE"
 VERIFY_LEVELS = ("full", "sizes")
 
 _active: set[Path] = set()  # partial folders this process is writing (removed on SIGTERM by ``discard_active``)
-_verified: dict[Path, tuple] = {}  # run folder -> (manifest stat, level) of its last good verification here
+_verified: dict[Path, tuple] = {}  # run folder -> (stat of its files, level) at its last good check in this process
 
 
 def verify_level() -> str:
@@ -134,14 +134,20 @@ def quarantine(directory: Path, problem: str) -> Path:
     return target
 
 
-def _stat_key(directory: Path):
-    st = (directory / MANIFEST).stat()
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+def _stat_key(directory: Path) -> tuple:
+    """Name, size, inode and modification time of every file under ``directory``: any write or replacement of a
+    file changes it, so a run whose key is unchanged since its last good check need not be hashed again."""
+    out = []
+    for path in directory.rglob("*"):
+        st = path.stat()
+        if path.is_file():
+            out.append((path.relative_to(directory).as_posix(), st.st_size, st.st_ino, st.st_mtime_ns))
+    return tuple(sorted(out))
 
 
 def _damage(directory: Path) -> str | None:
-    """None when the run in ``directory`` passes its check at the current level (memoised per process while its
-    manifest is unchanged), else what is wrong."""
+    """None when the run in ``directory`` passes its check at the current level (not checked again in this process
+    while none of its files changed), else what is wrong."""
     level = verify_level()
     try:
         key = _stat_key(directory)
@@ -151,7 +157,7 @@ def _damage(directory: Path) -> str | None:
     if key is not None and seen is not None and seen[0] == key and (seen[1] == "full" or level == "sizes"):
         return None
     problem = check_run(directory, level)
-    if problem is None:
+    if problem is None and key is not None:
         _verified[directory] = (key, level)
     return problem
 

@@ -249,7 +249,8 @@ def _run_stage(pool, workers: int, stage: list, finished, running: dict | None =
     while waiting or running:
         while waiting and len(running) < workers:
             kind, data, group = waiting.pop(pick([g for *_, g in waiting], compiled, {g for *_, g in running.values()}))
-            running[pool.submit(_worker_task, kind, data)] = (kind, data, group)
+            with shielded():  # a worker process started here inherits Ctrl-C ignored: only the driver takes it
+                running[pool.submit(_worker_task, kind, data)] = (kind, data, group)
         done, _ = wait(running, return_when=FIRST_COMPLETED)
         for fut in done:
             kind, data, group = running.pop(fut)
