@@ -45,7 +45,7 @@ def shielded():
 def stoppable(work, message: str) -> int:
     """Run ``work()`` (returns an exit status) with SIGTERM raising ``Terminated``; on Ctrl-C or SIGTERM print
     ``interrupted: <message>`` as the one line and return 130 or 143."""
-    old = signal.signal(signal.SIGTERM, _raise_terminated)
+    old = {signal.SIGINT: signal.getsignal(signal.SIGINT), signal.SIGTERM: signal.signal(signal.SIGTERM, _raise_terminated)}
     try:
         return work()
     except (KeyboardInterrupt, Terminated) as e:
@@ -54,8 +54,8 @@ def stoppable(work, message: str) -> int:
         print(f"interrupted: {message}", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
     finally:
-        if signal.getsignal(signal.SIGTERM) is _raise_terminated:
-            signal.signal(signal.SIGTERM, old)
+        for s, handler in old.items():
+            signal.signal(s, handler)
 
 
 def _stop_worker(signum, frame):

@@ -66,10 +66,12 @@ def _pin(index: int) -> None:
     os.sched_setaffinity(0, set(cpus[start:start + RUN_CORES]) or {cpus[0]})
 
 
-def exit_with_parent(poll_s: float = 1.0) -> None:
+def exit_with_parent(poll_s: float = 1.0, parent: int | None = None) -> None:
     """Start a daemon thread that ends this process when its parent is gone (it is re-parented): a driver killed
-    by a signal it cannot clean up after (SIGTERM, SIGKILL) must not leave workers training into the cache."""
-    parent = os.getppid()
+    by a signal it cannot clean up after (SIGKILL) must not leave workers training into the cache. ``parent``
+    is the driver's pid as the driver saw it, so a driver that died while this process was still starting is
+    noticed too."""
+    parent = os.getppid() if parent is None else parent
 
     def watch():
         while os.getppid() == parent:
@@ -79,14 +81,14 @@ def exit_with_parent(poll_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _init_worker(counter, events) -> None:
+def _init_worker(counter, events, driver: int) -> None:
     """Process-pool initializer: each worker takes the next core, ends with its parent, leaves Ctrl-C to the
     parent and stops cleanly on its SIGTERM, and relays its progress to the parent (or shows none)."""
     with counter.get_lock():
         index = counter.value
         counter.value += 1
     _pin(index)
-    exit_with_parent()
+    exit_with_parent(parent=driver)
     worker_signals()
     from toy_models.progress import relay_to, set_display
 
@@ -225,7 +227,7 @@ def execute(plan, *, workers: int = 1, executor: str = "local", address: str | N
             before = set(multiprocessing.active_children())
             inflight: dict = {}
             with ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(counter, events)) as pool:
+                                     initargs=(counter, events, os.getpid())) as pool:
                 try:
                     for stage in stages:  # bases first: runs start from them
                         _run_stage(pool, size, stage, finished, inflight)
