@@ -170,6 +170,14 @@ class Progress:
             sys.stderr.write(f"{self.label}: {self.unit} {done}/{self.total} {status}\n")
             sys.stderr.flush()
 
+    def abandon(self) -> None:
+        """Stop showing this bar without a closing line (the work was interrupted: the command says so once)."""
+        if not self.silent and self.tty and self.task is not None:
+            self.bar.remove_task(self.task)
+            self.task = None
+            _release()
+        self.silent = True
+
     def close(self, message: str = "") -> None:
         """Finish the bar, or write the closing line."""
         if self.silent:

@@ -138,23 +138,23 @@ def _worker_task(kind: str, data: dict) -> dict:
 # ------------------------------------------------------------------------------------------------
 
 
-def _show_events(events, stop: threading.Event, shown: Display) -> None:
-    """Driver thread: display the progress events workers relay (with the driver's display), until ``stop`` is set
-    and the queue is drained. The driver never writes into the queue, so it can never block on it."""
+def _show_events(events, stop: threading.Event) -> None:
+    """Driver thread: display the progress events workers relay (with the display current in the driver while it
+    executes the plan), until ``stop`` is set and the queue is drained. The driver never writes into the queue,
+    so it can never block on it."""
     from toy_models.progress import replay
 
     bars: dict = {}
-    with showing(shown):
-        while True:
-            try:
-                replay(events.get(timeout=0.1), bars)
-            except queue.Empty:
-                if stop.is_set():
-                    break
-            except (EOFError, OSError):  # a worker killed while writing; nothing more can come
+    while True:
+        try:
+            replay(events.get(timeout=0.1), bars)
+        except queue.Empty:
+            if stop.is_set():
                 break
-        for bar in list(bars.values()):
-            bar.close()
+        except (EOFError, OSError):  # a worker killed while writing; nothing more can come
+            break
+    for bar in list(bars.values()):  # runs whose workers were stopped before they finished
+        bar.abandon()
 
 
 def _item_dir(kind: str, data: dict) -> Path:
@@ -212,34 +212,41 @@ def execute(plan, *, workers: int = 1, executor: str = "local", address: str | N
 
     try:
         if executor == "ray":
-            for stage in stages:
-                if stage:
-                    _run_ray(stage, address, finished)
-            return
-        ctx = multiprocessing.get_context("spawn")
-        counter, events = ctx.Value("i", 0), (ctx.Queue() if shown.on else None)
-        stop = threading.Event()
-        shower = None if events is None else threading.Thread(target=_show_events, args=(events, stop, shown), daemon=True)
-        if shower is not None:
-            shower.start()
-        try:
-            size = min(workers, max(len(s) for s in stages))
-            before = set(multiprocessing.active_children())
-            inflight: dict = {}
-            with ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(counter, events, os.getpid())) as pool:
-                try:
-                    for stage in stages:  # bases first: runs start from them
-                        _run_stage(pool, size, stage, finished, inflight)
-                except BaseException:
-                    _stop_workers(pool, [p for p in multiprocessing.active_children() if p not in before], inflight)
-                    raise
-        finally:
-            if shower is not None:
-                stop.set()
-                shower.join(5)
+            for stage in (s for s in stages if s):
+                _run_ray(stage, address, finished)
+        else:
+            _run_local(stages, workers, shown, finished)
+    except BaseException:
+        bar.abandon()
+        raise
+    bar.close()
+
+
+def _run_local(stages: list, workers: int, shown: Display, finished) -> None:
+    """Run the stages on local worker processes (bases first: runs start from them), relaying progress to ``shown``;
+    on any exception or signal the workers are stopped and what they were writing removed."""
+    ctx = multiprocessing.get_context("spawn")
+    counter, events = ctx.Value("i", 0), (ctx.Queue() if shown.on else None)
+    stop = threading.Event()
+    shower = None if events is None else threading.Thread(target=_show_events, args=(events, stop), daemon=True)
+    if shower is not None:
+        shower.start()
+    try:
+        size = min(workers, max(len(s) for s in stages))
+        before = set(multiprocessing.active_children())
+        inflight: dict = {}
+        with ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(counter, events, os.getpid())) as pool:
+            try:
+                for stage in stages:  # bases first: runs start from them
+                    _run_stage(pool, size, stage, finished, inflight)
+            except BaseException:
+                _stop_workers(pool, [p for p in multiprocessing.active_children() if p not in before], inflight)
+                raise
     finally:
-        bar.close()
+        if shower is not None:
+            stop.set()
+            shower.join(5)
 
 
 def _run_stage(pool, workers: int, stage: list, finished, running: dict | None = None) -> None:

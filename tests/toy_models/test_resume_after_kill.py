@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from toy_models.run_store import MANIFEST, finished, partial_dir
+from tests.run_files import run_files
+from toy_models.run_store import finished, partial_dir
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -85,21 +86,6 @@ def _run(root: Path, point: str, mode: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def _files(run: Path) -> dict[str, object]:
-    out = {}
-    for path in sorted(p for p in run.rglob("*") if p.is_file()):
-        rel = path.relative_to(run).as_posix()
-        if rel == MANIFEST:  # holds summary.json's hash, whose wall time differs
-            continue
-        if rel == "summary.json":
-            summary = json.loads(path.read_text())
-            summary.pop("seconds")
-            out[rel] = summary
-        else:
-            out[rel] = path.read_bytes()
-    return out
-
-
 @pytest.mark.slow  # 7 processes per mode, each starting JAX and training a 6-step run of the tiny model
 @pytest.mark.parametrize("mode", ["fp32", "bf16", "fp32_master"])
 def test_a_run_killed_at_five_points_and_rerun_is_bit_identical_to_an_uninterrupted_one(tmp_path, mode):
@@ -121,7 +107,7 @@ def test_a_run_killed_at_five_points_and_rerun_is_bit_identical_to_an_uninterrup
     assert segments == "segments 0"  # resumed at the last step: nothing trained again
     run = Path(where)
     assert run.name == reference.name and finished(run) and not partial_dir(run).exists()
-    got, want = _files(run), _files(reference)
+    got, want = run_files(run), run_files(reference)
     assert sorted(got) == sorted(want)
     for rel in want:
         assert got[rel] == want[rel], rel

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from toy_models.run_store import MANIFEST, QUARANTINE, QUARANTINE_NOTE, finished
+from tests.run_files import run_files
+from toy_models.run_store import QUARANTINE, QUARANTINE_NOTE, finished
 
 REPO = Path(__file__).resolve().parents[2]
 CLAIM = "gate3.sparsity"
@@ -34,21 +35,8 @@ def _verify(root: Path, out: str, *extra: str, wait: bool = True):
 
 
 def _fingerprint(runs: Path) -> dict:
-    """Every file of every finished run and base (summary without its wall time; manifests, which hash the
-    summary, left out), by run folder."""
-    out = {}
-    for run in sorted(p for p in runs.iterdir() if p.name.startswith(("base-", "rl-", "sft-"))):
-        files = {}
-        for path in sorted(p for p in run.rglob("*") if p.is_file() and p.name != MANIFEST):
-            rel = path.relative_to(run).as_posix()
-            if rel == "summary.json":
-                summary = json.loads(path.read_text())
-                summary.pop("seconds")
-                files[rel] = summary
-            else:
-                files[rel] = path.read_bytes()
-        out[run.name] = files
-    return out
+    """The files of every finished run and base (``tests.run_files``), by run folder."""
+    return {run.name: run_files(run) for run in sorted(runs.iterdir()) if run.name.startswith(("base-", "rl-", "sft-"))}
 
 
 def _verdict(report: Path) -> dict:
