@@ -35,10 +35,10 @@ from toy_models.checkpoint import CheckpointError, atomic_write_json, load_check
 from toy_models.config import ConfigError, apply_overrides, check
 from toy_models.interventions import EditConfig, apply_edit, check_edit_fits
 from toy_models.masks import MaskConfig, build_masks, check_mask_fits, masks_tree
+from toy_models.metrics import exact_kl_token_mean
 from toy_models.optim import OptimSpec, hyperparameters, init_opt_state
 from toy_models.pool import build_pool, build_probe
 from toy_models.pretrain import PRESETS as BASE_PRESETS, Base, BaseConfig, pretrain
-from toy_models.metrics import exact_kl_token_mean
 from toy_models.progress import Progress
 from toy_models.rl import MAX_SEQUENCES_PER_STEP, RLConfig
 from toy_models.run_store import finished, writing
@@ -67,7 +67,7 @@ class TrainingDiverged(FloatingPointError):
 class FinetuneConfig:
     """Training options of a fine-tuning run. Bounds, refused in one sentence outside them: ``lr`` in (0, 1];
     ``batch_size`` (SFT demonstrations per step; unset means 64, and it must stay unset for ``rl`` and
-    ``sft_onpolicy``, whose batch is rl.prompts_per_step x rl.num_generations) 1 to 65,536; ``max_steps`` 1 to
+    ``sft_onpolicy``, whose batch is rl.prompts_per_step x rl.num_generations) 1 to 16,384; ``max_steps`` 1 to
     1,000,000; ``eval_problems`` 1 to 16,384 and ``pool_per_task`` 1 to 262,144 per task; ``probe_size`` 1 to
     4,096; ``b1``, ``b2`` in [0, 1); ``eps`` > 0; ``weight_decay`` >= 0."""
 
