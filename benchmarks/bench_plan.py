@@ -6,7 +6,9 @@ workers' time into compiling (XLA compilation, tracing and lowering, by program)
 steps, sampling included, evaluation, files); the driver's deciding time into compiling and the rest.
 The RL step's own split into sampling and update is in bench_rl ("Sampling the step's completions alone").
 
-    python benchmarks/bench_plan.py [--profile quick] [--workers 2]
+    python benchmarks/bench_plan.py [--profile quick] [--workers 2] [--record]
+
+Prints the table; ``--record`` also writes it into benchmarks/RESULTS.md and results_bench_plan.json.
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from common import write_results  # this folder's helpers (the script's own folder is on the path)
 
-from benchmarks.common import write_results  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 COMPILE = re.compile(r"Finished (XLA compilation of|tracing|jaxpr to MLIR module conversion) (?:jit\()?([\w<>]+)\)?.* in ([0-9.]+) sec")
 ITEM = re.compile(r"^\[(\d+)/(\d+)\] (.*): .*?(\d+) s$")
@@ -47,6 +48,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--record", action="store_true", help="write the results into benchmarks/RESULTS.md")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="threegate-plan-") as tmp:
         env = {**os.environ, "THREEGATE_RUNS": f"{tmp}/runs", "THREEGATE_JAX_CACHE": f"{tmp}/jax",
@@ -85,7 +87,8 @@ def main() -> None:
              f"| deciding: compiling | {driver_compile:.0f} | {pct(driver_compile, deciding)} of deciding |", "",
              "Largest XLA compilations in the workers (seconds, all compilations of the program): "
              + ", ".join(f"{name} {sec:.0f}" for name, sec in top) + "."]
-    write_results("bench_plan", "\n".join(lines), data)
+    if args.record:
+        write_results("bench_plan", "\n".join(lines), data)
     print("\n".join(lines))
 
 

@@ -13,41 +13,40 @@ Freshly initialised (bf16-rounded) models are used: the cost does not depend on 
 time is excluded (one warm-up call); medians over repeats. The JAX backend and device are printed and
 recorded; on a GPU the vmap row shows whether batching seeds pays there (on 2 CPU cores it does not).
 
-    python benchmarks/bench_rl.py [--quick]
+    python benchmarks/bench_rl.py [--quick] [--record]
+
+Prints the tables; ``--record`` also writes them into benchmarks/RESULTS.md and results_bench_rl.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import jax
+import jax.numpy as jnp
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-from benchmarks.bench_toy import forward_flops_per_token  # noqa: E402
-from benchmarks.common import live_buffer_mib, matmul_peak_gflops, median_seconds, peak_rss_mib, write_results  # noqa: E402
-from toy_models.finetune import _Setup, run_preset  # noqa: E402
-from toy_models.optim import init_opt_state  # noqa: E402
-from toy_models.pretrain import Base  # noqa: E402
-from toy_models.sampling import sample  # noqa: E402
-from toy_models.segment import init_state, train_segment, train_step  # noqa: E402
-from toy_models.steps import probe_logp  # noqa: E402
-from toy_models.transformer import init_params  # noqa: E402
+from bench_toy import forward_flops_per_token  # this folder's scripts (the script's own folder is on the path)
+from common import live_buffer_mib, matmul_peak_gflops, median_seconds, peak_rss_mib, write_results
+from toy_models.finetune import RunSetup, run_preset
+from toy_models.optim import init_opt_state
+from toy_models.pretrain import Base
+from toy_models.sampling import sample
+from toy_models.segment import init_state, train_segment, train_step
+from toy_models.steps import probe_logp
+from toy_models.transformer import init_params
 
 SEGMENT = 10  # steps per timed segment (the trainer's eval_every)
 
 
 def setup(preset: str, base: str) -> tuple:
-    """(spec, _Setup) of a preset on a freshly initialised base of the named preset."""
+    """(spec, RunSetup) of a preset on a freshly initialised base of the named preset."""
     spec = run_preset(preset, base, ["train.eval_problems=32", "train.probe_size=32", "train.pool_per_task=256",
                                      "train.precision=fp32_master"])
     graphdef, params = init_params(spec.base.model, 0)
     P, C = spec.base.corpus.lengths
     fake = Base(spec.base, graphdef, params, Path("."), {})
-    return spec, _Setup(spec, fake)
+    return spec, RunSetup(spec, fake)
 
 
 def fresh_state(spec, s):
@@ -109,6 +108,7 @@ def vmap_seeds(base: str, repeats: int, n: int = 4) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="tiny base only, two repeats")
+    ap.add_argument("--record", action="store_true", help="write the results into benchmarks/RESULTS.md")
     args = ap.parse_args()
     repeats = 2 if args.quick else 5
     bases = ("tiny",) if args.quick else ("tiny", "small")
@@ -146,9 +146,10 @@ def main() -> None:
               "| base | sequential s | vmapped s | speed-up |", "|---|---|---|---|"]
     lines += [f"| {v['base']} | {v['sequential_s']:.3f} | {v['vmapped_s']:.3f} | {v['speedup']:.2f}x |" for v in vm]
     lines += ["", f"Peak resident memory of the benchmark process (getrusage maxrss): {peak_rss_mib():.0f} MiB."]
-    write_results("bench_rl", "\n".join(lines), {"device": device, "matmul_peak_gflops": peak, "steps": rows,
-                                                  "rl_over_sft_per_token": per_token, "vmap": vm,
-                                                  "peak_rss_mib": peak_rss_mib()})
+    if args.record:
+        write_results("bench_rl", "\n".join(lines), {"device": device, "matmul_peak_gflops": peak, "steps": rows,
+                                                      "rl_over_sft_per_token": per_token, "vmap": vm,
+                                                      "peak_rss_mib": peak_rss_mib()})
     print("\n".join(lines))
 
 

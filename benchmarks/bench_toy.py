@@ -21,7 +21,9 @@ One process on both cores splits each small op across two threads and reaches le
 each pinned to its own core, which is how ``verify --workers N`` runs (each run on one core): the last
 measurement times the small step at batch 64 in one pinned process per core at once and sums them.
 
-    python benchmarks/bench_toy.py [--quick] [--medium]
+    python benchmarks/bench_toy.py [--quick] [--medium] [--record]
+
+Prints the tables; ``--record`` also writes them into benchmarks/RESULTS.md and results_bench_toy.json.
 """
 
 from __future__ import annotations
@@ -33,19 +35,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
+from common import live_buffer_mib, matmul_peak_gflops, median_seconds, peak_rss_mib, write_results  # this folder
+from toy_models.lm import ce_steps
+from toy_models.pretrain import PRESETS, build_corpus
+from toy_models.sampling import sample
+from toy_models.transformer import init_params
 
-from benchmarks.common import live_buffer_mib, matmul_peak_gflops, median_seconds, peak_rss_mib, write_results  # noqa: E402
-from toy_models.lm import ce_steps  # noqa: E402
-from toy_models.pretrain import PRESETS, build_corpus  # noqa: E402
-from toy_models.sampling import sample  # noqa: E402
-from toy_models.transformer import init_params  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 
 def forward_flops_per_token(mcfg, seq_len: int) -> float:
@@ -134,9 +135,9 @@ def pinned_steps(preset: str, batch: int, repeats: int) -> dict | None:
     CPU affinity is unavailable."""
     if not hasattr(os, "sched_getaffinity"):
         return None
-    code = ("import os, sys, json; os.sched_setaffinity(0, {%d}); sys.path.insert(0, %r); "
-            "from benchmarks.bench_toy import one_core_step; print(json.dumps(one_core_step(%r, %d, %d)))")
-    procs = [subprocess.Popen([sys.executable, "-c", code % (c, str(ROOT), preset, batch, repeats)],
+    code = ("import os, json; os.sched_setaffinity(0, {%d}); "  # run in this folder, so bench_toy imports
+            "from bench_toy import one_core_step; print(json.dumps(one_core_step(%r, %d, %d)))")
+    procs = [subprocess.Popen([sys.executable, "-c", code % (c, preset, batch, repeats)], cwd=HERE,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for c in sorted(os.sched_getaffinity(0))]
     for p in procs:
@@ -153,6 +154,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="a fast smoke run (few repeats, small batches)")
     ap.add_argument("--medium", action="store_true", help="include the medium preset (meant for a GPU)")
+    ap.add_argument("--record", action="store_true", help="write the results into benchmarks/RESULTS.md")
     args = ap.parse_args()
     repeats = 2 if args.quick else 5
     peak = matmul_peak_gflops(sizes=(512,) if args.quick else (512, 1024, 2048), repeats=repeats)
@@ -196,7 +198,8 @@ def main() -> None:
     results["live_buffer_mib"] = max(r["live_buffer_mib"] for p in results["presets"].values() for r in p["train"])
     lines += ["", f"Peak resident memory of the benchmark process (getrusage maxrss): {results['peak_rss_mib']:.0f} MiB; "
               f"largest live jax buffer total (a train step's params, Adam state, corpus and outputs): {results['live_buffer_mib']:.1f} MiB."]
-    write_results("bench_toy", "\n".join(lines), results)
+    if args.record:
+        write_results("bench_toy", "\n".join(lines), results)
     print("\n".join(lines))
 
 

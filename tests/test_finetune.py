@@ -140,7 +140,7 @@ def _params_bytes(res, tag="final"):
 @pytest.mark.parametrize("preset", ["grpo_kl", "dapo_clip", "sft"])
 def test_one_run_per_preset_records_metrics_and_snapshots(runs, preset):
     cfg = run_preset(preset, "tiny", FAST + TINY_BASE + ["train.snapshot_steps=2,4"])
-    res = finetune(cfg, quiet=True)
+    res = finetune(cfg)
     recs = res.metrics()
     assert [r["step"] for r in recs] == list(range(0, 7))
     step = recs[1]
@@ -163,22 +163,22 @@ def test_one_run_per_preset_records_metrics_and_snapshots(runs, preset):
 @pytest.mark.slow  # end to end: three runs and a resume
 def test_rl_is_deterministic_and_resume_is_bit_identical(runs, tmp_path, monkeypatch):
     cfg = run_preset("grpo_kl", "tiny", FAST + TINY_BASE)
-    full = finetune(cfg, quiet=True)
+    full = finetune(cfg)
     full_bytes, full_metrics = _params_bytes(full), full.metrics()
-    again = finetune(cfg, quiet=True, force=True)
+    again = finetune(cfg, force=True)
     assert _params_bytes(again) == full_bytes
     assert again.metrics() == full_metrics
     # interrupt after step 3 (segments end at 2, 3, 4, 6; the last checkpoint is at 2), resume, compare
     monkeypatch.setenv("THREEGATE_RUNS", str(tmp_path / "resume"))
-    part = finetune(cfg, quiet=True, stop_after=3)
+    part = finetune(cfg, stop_after=3)
     assert part.summary == {"interrupted_at": 3}
-    resumed = finetune(cfg, quiet=True)
+    resumed = finetune(cfg)
     assert _params_bytes(resumed) == full_bytes
     assert resumed.metrics() == full_metrics
 
 
-@pytest.mark.slow  # end to end: a run that diverges, then its checkpoint
-def test_nan_guard_names_the_step_and_keeps_last_good_checkpoint(runs, monkeypatch):
+@pytest.mark.slow  # end to end: a run that diverges
+def test_nan_guard_names_the_step_and_leaves_no_run_folder(runs, monkeypatch):
     import toy_models.finetune as F
     import toy_models.segment as S
 
@@ -193,15 +193,15 @@ def test_nan_guard_names_the_step_and_keeps_last_good_checkpoint(runs, monkeypat
     monkeypatch.setitem(S.STEP_FUNCTIONS, "rl", poisoned)
     cfg = run_preset("grpo_kl", "tiny", FAST + TINY_BASE + ["train.probe_size=7"])  # a shape no other test compiled
     with pytest.raises(TrainingDiverged, match="step 5"):
-        finetune(cfg, quiet=True)
-    meta = json.loads((F.run_dir("rl", cfg) / "checkpoint" / "meta.json").read_text())
-    assert meta["step"] == 4
-    assert [r["step"] for r in F.read_metrics(F.run_dir("rl", cfg) / "metrics.jsonl")] == [0, 1, 2, 3, 4]
+        finetune(cfg)
+    directory = F.run_dir("rl", cfg)
+    assert not directory.exists() and not directory.with_name(directory.name + ".partial").exists()
+    assert sorted(p.name for p in runs.iterdir() if not p.name.startswith((".", "base-"))) == []
 
 
 def test_target_gain_stops_early_and_records_where(runs):
     cfg = run_preset("sft", "tiny", FAST + TINY_BASE + ["train.max_steps=40", "train.target_gain=0.01", "train.eval_every=2", "train.lr=3e-3"])
-    res = finetune(cfg, quiet=True)
+    res = finetune(cfg)
     s = res.summary
     assert s["reason"] in ("target_gain", "max_steps")
     if s["reason"] == "target_gain":
@@ -214,7 +214,7 @@ import numpy as np
 os.environ["THREEGATE_RUNS"] = sys.argv[1]
 from toy_models.finetune import run_preset, finetune
 cfg = run_preset("grpo_kl", "tiny", sys.argv[3:] + ["train.devices=" + sys.argv[2]])
-res = finetune(cfg, quiet=True)
+res = finetune(cfg)
 recs = res.metrics()
 f = res.snapshot("final")
 print(json.dumps({"loss": [r.get("loss/policy") for r in recs[1:]],
@@ -247,7 +247,7 @@ def test_compiled_segment_equals_the_step_loop(runs, mode):
     from toy_models.steps import probe_logp
 
     spec = run_preset("grpo_kl", "tiny", FAST + TINY_BASE + [f"train.precision={mode}"])
-    setup = F._Setup(spec, F.pretrain(spec.base, quiet=True))
+    setup = F.RunSetup(spec, F.pretrain(spec.base))
     st, lr = setup.statics, spec.train.hyper()
     fresh = lambda: init_state(setup.ref_params, init_opt_state(spec.train.optim(), setup.ref_params), setup.ref_params)  # noqa: E731
     seg, _, finite = train_segment(st, fresh(), setup.data, lr, setup.run_key, setup.data_key, jnp.int32(0), jnp.int32(4), 6)

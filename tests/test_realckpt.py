@@ -372,7 +372,7 @@ def test_toy_run_snapshots_give_the_toy_claims_numbers(session_runs, tmp_path, c
     cfg = run_preset("grpo_kl", "tiny", ["base.train.steps=50", "train.max_steps=3", "train.eval_every=3",
                                          "train.eval_problems=8", "train.probe_size=8", "train.pool_per_task=16",
                                          "rl.prompts_per_step=2", "rl.num_generations=2", "train.precision=fp32_master"])
-    run = finetune(cfg, quiet=True)
+    run = finetune(cfg)
     snap0, snap1 = run.snapshot("base"), run.snapshot("final")  # released bf16 form
     save_safetensors(tmp_path / "base.safetensors", snap0)
     save_safetensors(tmp_path / "final.safetensors", snap1)

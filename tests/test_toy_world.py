@@ -216,16 +216,16 @@ TINY_FAST = ["train.steps=60", "train.eval_problems=16", "corpus.n_examples=256"
 def test_pretraining_is_deterministic_and_cached(tmp_path, monkeypatch):
     cfg = apply_overrides(preset("tiny"), TINY_FAST)
     monkeypatch.setenv("THREEGATE_RUNS", str(tmp_path / "a"))
-    a = pretrain(cfg, quiet=True)
+    a = pretrain(cfg)
     monkeypatch.setenv("THREEGATE_RUNS", str(tmp_path / "b"))
-    b = pretrain(cfg, quiet=True)
+    b = pretrain(cfg)
     bytes_a = (a.directory / "checkpoint" / "params.safetensors").read_bytes()
     bytes_b = (b.directory / "checkpoint" / "params.safetensors").read_bytes()
     assert bytes_a == bytes_b
     assert a.pass_rates == b.pass_rates
     lines = (b.directory / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[0])["step"] == 0 and "loss/ce" in json.loads(lines[0])
-    again = pretrain(cfg, quiet=True)  # cached: loads, does not retrain
+    again = pretrain(cfg)  # cached: loads, does not retrain
     assert again.pass_rates == b.pass_rates
     np.testing.assert_array_equal(flat_params(again.params)[sorted(flat_params(again.params))[0]],
                                   flat_params(b.params)[sorted(flat_params(b.params))[0]])

@@ -1,4 +1,8 @@
-"""Command line: `python -m toy_models pretrain|rl|sft --preset NAME --set section.field=value ...`."""
+"""Command line: `python -m toy_models pretrain|rl|sft --preset NAME --set section.field=value ...`.
+
+Exit status: 0 done (pretrain: every task in the pass-rate band, else 1), 2 a bad option or value (one
+sentence), 1 a run that diverged or ran out of memory (one sentence; nothing of the run is kept), 130 / 143
+on Ctrl-C / SIGTERM (one line; the unfinished run is removed)."""
 
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ def cmd_pretrain(args) -> int:
     from toy_models.pretrain import in_band, preset, pretrain
 
     cfg = apply_overrides(preset(args.preset), args.set)
-    base = pretrain(cfg, quiet=args.quiet, force=args.force)
+    base = pretrain(cfg, force=args.force)
     _print_base(base)
     _print_spectrum(base)
     return 0 if in_band(base.pass_rates) else 1
@@ -43,7 +47,7 @@ def cmd_pretrain(args) -> int:
 def cmd_finetune(args) -> int:
     from toy_models.finetune import run_cli
 
-    return run_cli(args.command, args.preset, args.set, base_preset=args.base, quiet=args.quiet, force=args.force)
+    return run_cli(args.command, args.preset, args.set, base_preset=args.base, force=args.force)
 
 
 def main(argv=None) -> int:
@@ -60,11 +64,36 @@ def main(argv=None) -> int:
         q.add_argument("--quiet", action="store_true", help="no progress display")
         q.add_argument("--force", action="store_true", help="retrain even if a cached run exists")
     args = parser.parse_args(argv)
+    from toy_models.interrupts import stoppable
+    from toy_models.progress import Display, showing
+
+    with showing(Display("off" if args.quiet else "auto")):
+        return stoppable(lambda: _run(args), "the unfinished run was removed; finished runs are kept")
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    return isinstance(e, MemoryError) or "RESOURCE_EXHAUSTED" in str(e)
+
+
+def _run(args) -> int:
+    from toy_models.checkpoint import CheckpointError
+    from toy_models.finetune import TrainingDiverged
+
     try:
         return cmd_pretrain(args) if args.command == "pretrain" else cmd_finetune(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (TrainingDiverged, FloatingPointError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if not _out_of_memory(e):
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"error: out of memory while training ({first[:200]}); nothing of the run was kept; use a smaller "
+              "batch or model.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,20 +1,21 @@
 """Checkpoints: parameters as safetensors with the config and library versions as JSON beside them.
 
-Writes are atomic (temporary file, then rename); ``meta.json`` is written last, so a directory
-without it is an incomplete checkpoint. Loading checks names, shapes and finiteness against the
-model the config builds, and stops with one sentence naming the tensor.
+Writes are atomic (a temporary file with a unique name in the same folder, then rename) and create files
+with the user's umask, like any other program; ``meta.json`` is written last, so a directory without it is
+an incomplete checkpoint. Tensors keep their shapes, 0-d ones included. Loading checks names, shapes and
+finiteness against the model the config builds, and stops with one sentence naming the tensor.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save
 
 PARAMS_FILE = "params.safetensors"
 META_FILE = "meta.json"
@@ -35,12 +36,21 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def temporary_name(path: Path) -> Path:
+    """A fresh hidden name beside ``path`` (``.<name>.<pid>.<random>.tmp``) for writing before a rename: unique
+    across processes and threads, and recognisable as a leftover should a process die before the rename."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename. The file gets the
+    user's umask (mode 0666 masked), as with ``open``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = temporary_name(path)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
@@ -62,14 +72,8 @@ def save_checkpoint(directory, flat: dict[str, np.ndarray], meta: dict) -> Path:
     for name, arr in flat.items():
         if not np.all(np.isfinite(np.asarray(arr, dtype=np.float32))):
             raise CheckpointError(f"Refusing to save: tensor `{name}` holds NaN or infinite values.")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".params.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: np.ascontiguousarray(v) for k, v in flat.items()}, tmp)
-        os.replace(tmp, directory / PARAMS_FILE)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # np.require keeps 0-d arrays 0-d (np.ascontiguousarray would make them shape (1,))
+    atomic_write_bytes(directory / PARAMS_FILE, save({k: np.require(v, requirements="C") for k, v in flat.items()}))
     atomic_write_json(directory / META_FILE, {**meta, "versions": library_versions()})
     return directory
 

@@ -5,18 +5,24 @@ The loop runs compiled segments (``toy_models.segment``: the steps between two e
 ``lax.scan``) and between them: per-step metrics to metrics.jsonl, held-out accuracy every
 ``eval_every`` steps, a stop when the mean held-out accuracy has gained ``target_gain`` over the base
 (or at ``max_steps``), parameter snapshots at chosen steps (exact for the storage mode), resumable
-checkpoints, a NaN/Inf guard that names the step and keeps the last good checkpoint, and at the end
-the regime numbers of the run (``theory.precision.regime_numbers``) in summary.json.
+checkpoints, a NaN/Inf guard that names the step, and at the end the regime numbers of the run
+(``theory.precision.regime_numbers``) in summary.json.
+
+The run is written through ``toy_models.run_store``: under the run's lock, into ``<name>.partial/``, and
+renamed into place with its manifest when finished. A run killed outright resumes from the partial
+folder's checkpoint and gives the bits of an uninterrupted run; a run that fails (divergence with
+``on_nan=raise``, out of memory, Ctrl-C) leaves nothing behind. End-of-run measurements (accuracy, KL to
+the base, regime numbers) are computed from the final state, whichever way it was reached.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import shutil
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -25,18 +31,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from toy_models.adapters import AdapterConfig, init_adapter, principal_frames, validate_for_model
-from toy_models.checkpoint import atomic_write_json, load_checkpoint, save_checkpoint
+from toy_models.checkpoint import CheckpointError, atomic_write_json, load_checkpoint, save_checkpoint
 from toy_models.config import ConfigError, apply_overrides, check
 from toy_models.interventions import EditConfig, apply_edit, check_edit_fits
 from toy_models.masks import MaskConfig, build_masks, check_mask_fits, masks_tree
+from toy_models.metrics import exact_kl_token_mean
 from toy_models.optim import OptimSpec, hyperparameters, init_opt_state
 from toy_models.pool import build_pool, build_probe
 from toy_models.pretrain import PRESETS as BASE_PRESETS, Base, BaseConfig, pretrain
 from toy_models.progress import Progress
-from toy_models.rl import RLConfig
+from toy_models.rl import MAX_SEQUENCES_PER_STEP, RLConfig
+from toy_models.run_store import finished, writing
 from toy_models.runs import MetricsLog, read_metrics, run_dir, write_config
 from toy_models.segment import LOSS_KEY, TrainState, init_state, train_segment
-from toy_models.steps import StepData, StepStatics, heldout_accuracy, materialize
+from toy_models.steps import StepData, StepStatics, heldout_accuracy, materialize, probe_logp
 from toy_models.storage import MODES, round_tree_bf16, stored_flat, stored_view
 from toy_models.tasks import TASKS
 from toy_models.transformer import flat_params, unflatten_params
@@ -44,14 +52,25 @@ from toy_models.transformer import flat_params, unflatten_params
 RL_LR = 1e-4  # the RL learning rate of every RL preset (rule: verify/profiles.py)
 SFT_LR = 1e-3  # the SFT learning rate of the sft preset
 METHODS = ("rl", "sft", "sft_onpolicy")
+SFT_BATCH = 64  # demonstrations per SFT step when train.batch_size is left unset
+MAX_STEPS = 1_000_000
+MAX_EVAL_PROBLEMS = 16_384  # per task, sampled in one batch
+MAX_PROBE_SIZE = 4_096  # the probe's log-probs stay on the device for the whole run
+MAX_POOL_PER_TASK = 262_144
 
 
 class TrainingDiverged(FloatingPointError):
-    """Loss or parameters became NaN/Inf; the message names the step."""
+    """Loss or parameters became NaN/Inf; the message names the run and the step."""
 
 
 @dataclass(frozen=True)
 class FinetuneConfig:
+    """Training options of a fine-tuning run. Bounds, refused in one sentence outside them: ``lr`` in (0, 1];
+    ``batch_size`` (SFT demonstrations per step; unset means 64, and it must stay unset for ``rl`` and
+    ``sft_onpolicy``, whose batch is rl.prompts_per_step x rl.num_generations) 1 to 16,384; ``max_steps`` 1 to
+    1,000,000; ``eval_problems`` 1 to 16,384 and ``pool_per_task`` 1 to 262,144 per task; ``probe_size`` 1 to
+    4,096; ``b1``, ``b2`` in [0, 1); ``eps`` > 0; ``weight_decay`` >= 0."""
+
     method: Literal["rl", "sft", "sft_onpolicy"] = "rl"
     lr: float = RL_LR
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -59,7 +78,7 @@ class FinetuneConfig:
     b2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.0
-    batch_size: int = 64  # SFT demonstrations per step (RL and on-policy SFT: prompts_per_step x num_generations)
+    batch_size: int | None = None  # SFT demonstrations per step (None: 64); RL and on-policy SFT: leave unset
     max_steps: int = 300
     target_gain: float | None = None  # stop when mean held-out accuracy gained this much over the base
     eval_every: int = 10
@@ -78,19 +97,25 @@ class FinetuneConfig:
 
     def __post_init__(self):
         check(self.method in METHODS, "train.method", f"must be one of {list(METHODS)}, got {self.method!r}")
-        check(self.lr > 0 and math.isfinite(self.lr), "train.lr", f"must be positive and finite, got {self.lr}")
+        check(0 < self.lr <= 1, "train.lr", f"must lie in (0, 1], got {self.lr}")
         check(self.optimizer in ("adamw", "sgd"), "train.optimizer", f"must be 'adamw' or 'sgd', got {self.optimizer!r}")
         check(0 <= self.b1 < 1, "train.b1", f"must lie in [0, 1), got {self.b1}")
         check(0 <= self.b2 < 1, "train.b2", f"must lie in [0, 1), got {self.b2}")
         check(self.eps > 0, "train.eps", f"must be positive, got {self.eps}")
         check(self.weight_decay >= 0, "train.weight_decay", f"must be non-negative, got {self.weight_decay}")
-        check(self.batch_size >= 1, "train.batch_size", f"must be positive, got {self.batch_size}")
-        check(self.max_steps >= 1, "train.max_steps", f"must be positive, got {self.max_steps}")
+        check(self.batch_size is None or self.method == "sft", "train.batch_size",
+              f"is not used by method {self.method} (its batch is rl.prompts_per_step x rl.num_generations); leave it "
+              f"unset, got {self.batch_size}")
+        check(self.batch_size is None or 1 <= self.batch_size <= MAX_SEQUENCES_PER_STEP, "train.batch_size",
+              f"must lie in 1..{MAX_SEQUENCES_PER_STEP}, got {self.batch_size}")
+        check(1 <= self.max_steps <= MAX_STEPS, "train.max_steps", f"must lie in 1..{MAX_STEPS}, got {self.max_steps}")
         check(self.target_gain is None or 0 < self.target_gain < 1, "train.target_gain", f"must lie in (0, 1), got {self.target_gain}")
         check(self.eval_every >= 1, "train.eval_every", f"must be positive, got {self.eval_every}")
-        check(self.eval_problems >= 1, "train.eval_problems", f"must be positive, got {self.eval_problems}")
-        check(self.probe_size >= 1, "train.probe_size", f"must be positive, got {self.probe_size}")
-        check(self.pool_per_task >= 1, "train.pool_per_task", f"must be positive, got {self.pool_per_task}")
+        check(1 <= self.eval_problems <= MAX_EVAL_PROBLEMS, "train.eval_problems",
+              f"must lie in 1..{MAX_EVAL_PROBLEMS}, got {self.eval_problems}")
+        check(1 <= self.probe_size <= MAX_PROBE_SIZE, "train.probe_size", f"must lie in 1..{MAX_PROBE_SIZE}, got {self.probe_size}")
+        check(1 <= self.pool_per_task <= MAX_POOL_PER_TASK, "train.pool_per_task",
+              f"must lie in 1..{MAX_POOL_PER_TASK}, got {self.pool_per_task}")
         for t in self.tasks:
             check(t in TASKS, "train.tasks", f"names unknown task {t!r} (known: {', '.join(TASKS)})")
         check(self.precision in MODES, "train.precision", f"must be one of {list(MODES)}, got {self.precision!r}")
@@ -98,6 +123,11 @@ class FinetuneConfig:
         check(self.checkpoint_every >= 1, "train.checkpoint_every", f"must be positive, got {self.checkpoint_every}")
         check(self.devices >= 1, "train.devices", f"must be positive, got {self.devices}")
         check(self.on_nan in ("raise", "stop"), "train.on_nan", f"must be 'raise' or 'stop', got {self.on_nan!r}")
+
+    @property
+    def sft_batch(self) -> int:
+        """Demonstrations per SFT step: ``batch_size``, or 64 when it is unset."""
+        return SFT_BATCH if self.batch_size is None else self.batch_size
 
     def optim(self) -> OptimSpec:
         """The static part of the optimizer (everything but the learning rate)."""
@@ -136,7 +166,7 @@ class RunSpec:
     @property
     def batch_sequences(self) -> int:
         """Sequences per step: prompts x generations for sampling methods, batch_size for SFT."""
-        return self.train.batch_size if self.train.method == "sft" else self.rl.prompts_per_step * self.rl.num_generations
+        return self.train.sft_batch if self.train.method == "sft" else self.rl.prompts_per_step * self.rl.num_generations
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -162,7 +192,7 @@ FINETUNE_PRESETS: dict[str, tuple[RLConfig, FinetuneConfig]] = {
                   FinetuneConfig(method="rl", lr=RL_LR, max_steps=600)),
     "drgrpo": (RLConfig(beta=0.0, epsilon=0.2, advantage_estimator="drgrpo", loss_agg="fixed_len"),
                FinetuneConfig(method="rl", lr=RL_LR, max_steps=600)),
-    "sft": (RLConfig(), FinetuneConfig(method="sft", lr=SFT_LR, batch_size=64, max_steps=1500)),
+    "sft": (RLConfig(), FinetuneConfig(method="sft", lr=SFT_LR, max_steps=1500)),
     "sft_onpolicy": (RLConfig(), FinetuneConfig(method="sft_onpolicy", lr=SFT_LR, max_steps=1500)),
 }
 
@@ -227,17 +257,31 @@ def _save_resume(directory: Path, step: int, state: TrainState, meta: dict) -> N
 
 
 def _load_resume(directory: Path, template: TrainState):
+    """(step, state, meta) of the resume checkpoint in ``directory``, or None when there is none (or it cannot be
+    used: then the run starts afresh). Every leaf comes back with the template's shape and dtype."""
     ck = directory / "checkpoint"
     if not (ck / "meta.json").exists():
         return None
-    flat, meta = load_checkpoint(ck)
     leaves, treedef = jax.tree.flatten(template)
+    try:
+        flat, meta = load_checkpoint(ck, {f"s.{i}": tuple(l.shape) for i, l in enumerate(leaves)})
+    except CheckpointError:
+        return None
     state = jax.tree.unflatten(treedef, [jnp.asarray(flat[f"s.{i}"]).astype(l.dtype) for i, l in enumerate(leaves)])
     return meta["step"], state, meta
 
 
 def _save_snapshot(directory: Path, tag, params, mode: str) -> None:
     save_checkpoint(directory / "snapshots" / str(tag), stored_flat(flat_params(params), mode), {"precision": mode, "step": tag})
+
+
+def _drop_snapshots_after(directory: Path, step: int) -> None:
+    """Remove the snapshots a killed attempt wrote after the resume step (they are written again)."""
+    snaps = directory / "snapshots"
+    if snaps.is_dir():
+        for d in snaps.iterdir():
+            if d.name == "final" or (d.name.isdigit() and int(d.name) > step):
+                shutil.rmtree(d)
 
 
 def segment_ends(t: FinetuneConfig) -> list[int]:
@@ -248,8 +292,11 @@ def segment_ends(t: FinetuneConfig) -> list[int]:
     return sorted(ends)
 
 
-class _Setup:
-    """The device-resident pieces of a run: statics, data, evaluation set and the starting state."""
+class RunSetup:
+    """The device-resident pieces of a fine-tuning run, built from its spec and base: the compiled step's statics
+    (``statics``), the data every step reads (``data``: pool, probe, reference parameters, mask, adapter
+    frames), the starting state (``state0``), the held-out set and the run's random keys. Benchmarks and tests
+    drive ``toy_models.segment`` with it; ``finetune`` is the loop around it."""
 
     def __init__(self, spec: RunSpec, base: Base):
         t, mcfg = spec.train, spec.base.model
@@ -266,7 +313,7 @@ class _Setup:
         adapter = spec.adapter if spec.adapter.kind != "none" else None
         # lora, pissa and milora differ only in their initial factors: one compiled step serves the three
         merge_cfg = dataclasses.replace(adapter, kind="lora") if adapter and adapter.kind in ("pissa", "milora") else adapter
-        self.statics = StepStatics(base.graphdef, mcfg, t.method, spec.rl, t.optim(), t.precision, P, C, t.batch_size,
+        self.statics = StepStatics(base.graphdef, mcfg, t.method, spec.rl, t.optim(), t.precision, P, C, t.sft_batch,
                                    _sharding(t.devices), merge_cfg)
         mask = None
         if spec.mask.kind != "none":
@@ -295,8 +342,17 @@ class _Setup:
                                h.answers_NA, h.task_N, self.eval_key)
         return {name: float(a) for name, a in zip(self.tasks, np.asarray(acc))}
 
+    def kl_to_base(self, params) -> float:
+        """Exact token-mean KL(pi || base) on the probe set for full parameters ``params`` (nats per token)."""
+        return float(_probe_kl_to_base(self.statics, params, self.data.probe))
 
-def _regime(setup: _Setup, state: TrainState, params, spec: RunSpec, steps: int) -> dict:
+
+@partial(jax.jit, static_argnames=("st",))
+def _probe_kl_to_base(st: StepStatics, params, probe):
+    return exact_kl_token_mean(probe_logp(st, params, probe), probe.base_logp_NCV, probe.mask_NC)
+
+
+def _regime(setup: RunSetup, state: TrainState, params, spec: RunSpec, steps: int) -> dict:
     from theory.precision import regime_numbers
 
     fl = lambda tree: {k: np.asarray(v) for k, v in flat_params(tree).items()}  # noqa: E731
@@ -304,99 +360,117 @@ def _regime(setup: _Setup, state: TrainState, params, spec: RunSpec, steps: int)
                           fl(state.grad_seen), spec.train.lr, max(steps, 1))
 
 
-def finetune(spec: RunSpec, *, base: Base | None = None, quiet: bool = False, force: bool = False,
-             stop_after: int | None = None) -> RunResult:
-    """Run (or load the cached) fine-tuning ``spec``. ``stop_after`` interrupts after that step (tests resume)."""
+def load_run(spec: RunSpec, directory: Path) -> RunResult:
+    """The finished run of ``spec`` stored in ``directory`` (read its summary.json)."""
+    return RunResult(spec, directory, json.loads((directory / "summary.json").read_text()))
+
+
+def finetune(spec: RunSpec, *, base: Base | None = None, force: bool = False, stop_after: int | None = None) -> RunResult:
+    """Run (or load the cached and verified) fine-tuning ``spec``; when another process is writing the same run,
+    wait for it and read its result. ``stop_after`` interrupts after that step and keeps the partial folder
+    (tests resume from it); ``force`` trains again even when the run is cached."""
     directory = run_dir(spec.train.method, spec)
-    if not force and (directory / "summary.json").exists():
-        return RunResult(spec, directory, json.loads((directory / "summary.json").read_text()))
-    if force and directory.exists():
-        shutil.rmtree(directory)
+    if not force and finished(directory):
+        return load_run(spec, directory)
+    with writing(directory, force=force) as writer:
+        if writer is None:  # another process finished it while this one waited
+            return load_run(spec, directory)
+        return _train(spec, base, writer, force, stop_after)
+
+
+def _train(spec: RunSpec, base: Base | None, writer, force: bool, stop_after: int | None) -> RunResult:
+    """Train ``spec`` into ``writer.partial`` (resuming from its checkpoint when one is there) and publish it."""
     t0 = time.time()
-    base = base or pretrain(spec.base, quiet=quiet)
+    base = base or pretrain(spec.base)
     t = spec.train
-    setup = _Setup(spec, base)
+    setup = RunSetup(spec, base)
+    part = writer.partial
     state, step = setup.state0, 0
-    resumed = None if force else _load_resume(directory, state)
+    resumed = None if force else _load_resume(part, state)
     if resumed is not None:
         step, state, meta = resumed
         base_acc = meta["base_acc"]
-        log = MetricsLog(directory / "metrics.jsonl", truncate_after_step=step)
+        _drop_snapshots_after(part, step)
+        log = MetricsLog(part / "metrics.jsonl", truncate_after_step=step)
     else:
-        write_config(directory, spec)
-        log = MetricsLog(directory / "metrics.jsonl")
+        writer.clear()
+        write_config(part, spec)
+        log = MetricsLog(part / "metrics.jsonl")
         base_acc = setup.evaluate(setup.ref_params)
-        _save_snapshot(directory, "base", setup.ref_params, t.precision)
+        _save_snapshot(part, "base", setup.ref_params, t.precision)
         log.write({"step": 0, **{f"heldout/{k}": v for k, v in base_acc.items()}, "heldout/mean": float(np.mean(list(base_acc.values())))})
     base_mean = float(np.mean(list(base_acc.values())))
 
-    progress = Progress(f"{t.method}[{t.precision}] seed {t.seed}", t.max_steps, quiet)
+    progress = Progress(f"{t.method}[{t.precision}] seed {t.seed}", t.max_steps)
     reason, last_eval, last = "max_steps", None, {}
     loss_key = LOSS_KEY[t.method]
     ends = segment_ends(t)
     length = max(b - a for a, b in zip([0] + ends, ends))
-    for end in (e for e in ends if e > step):
-        state, metrics, finite = train_segment(setup.statics, state, setup.data, t.hyper(), setup.run_key,
-                                               setup.data_key, jnp.int32(step), jnp.int32(end - step), length)
-        metrics, finite = jax.device_get((metrics, finite))  # one transfer per segment
-        finite = finite[: end - step]
-        records = [{"step": step + i + 1, **{k: float(v[i]) for k, v in metrics.items()}} for i in range(end - step)]
-        if not finite.all():
-            bad = int(np.argmin(finite))
-            for r in records[:bad]:
+    try:
+        for end in (e for e in ends if e > step):
+            state, metrics, finite = train_segment(setup.statics, state, setup.data, t.hyper(), setup.run_key,
+                                                   setup.data_key, jnp.int32(step), jnp.int32(end - step), length)
+            metrics, finite = jax.device_get((metrics, finite))  # one transfer per segment
+            finite = finite[: end - step]
+            records = [{"step": step + i + 1, **{k: float(v[i]) for k, v in metrics.items()}} for i in range(end - step)]
+            if not finite.all():
+                bad = int(np.argmin(finite))
+                if t.on_nan == "raise":
+                    raise TrainingDiverged(
+                        f"Run {writer.directory.name} diverged: the loss or the parameters became NaN or infinite at "
+                        f"step {step + bad + 1} (loss {records[bad][loss_key]}), so nothing was saved; lower train.lr, "
+                        "or set train.on_nan=stop to keep the steps before.")
+                for r in records[:bad]:
+                    log.write(r)
+                step, reason = step + bad, "diverged"
+                break
+            step, last = end, records[-1]
+            params = setup.params(state)
+            if step % t.eval_every == 0 or step == t.max_steps:
+                acc = setup.evaluate(params)
+                last_eval = float(np.mean(list(acc.values())))
+                last.update({f"heldout/{k}": v for k, v in acc.items()}, **{"heldout/mean": last_eval, "heldout/gain": last_eval - base_mean})
+            for r in records:
                 log.write(r)
-            _save_resume(directory, step + bad, state, {"base_acc": base_acc})
-            message = (f"Training hit NaN/Inf at step {step + bad + 1} (loss {records[bad][loss_key]}); the last good "
-                       f"checkpoint (step {step + bad}) is in {directory / 'checkpoint'}.")
-            if t.on_nan == "raise":
-                progress.close()
-                raise TrainingDiverged(message)
-            step, reason, last = step + bad, "diverged", (records[bad - 1] if bad else last)
-            break
-        step, last = end, records[-1]
-        params = setup.params(state)
-        if step % t.eval_every == 0 or step == t.max_steps:
-            acc = setup.evaluate(params)
-            last_eval = float(np.mean(list(acc.values())))
-            last.update({f"heldout/{k}": v for k, v in acc.items()}, **{"heldout/mean": last_eval, "heldout/gain": last_eval - base_mean})
-        for r in records:
-            log.write(r)
-        if step in t.snapshot_steps:
-            _save_snapshot(directory, step, params, t.precision)
-        progress.update(step, reward=last.get("reward/mean", float("nan")), kl=last["kl/to_base_exact"],
-                        acc=last_eval if last_eval is not None else float("nan"))
-        if t.target_gain is not None and last_eval is not None and step % t.eval_every == 0 and last_eval - base_mean >= t.target_gain:
-            reason = "target_gain"
-            break
-        if step % t.checkpoint_every == 0:
-            _save_resume(directory, step, state, {"base_acc": base_acc})
-        if stop_after is not None and step >= stop_after:
-            progress.close()
-            return RunResult(spec, directory, {"interrupted_at": step})
-    progress.close()
-    params = setup.params(state)
+            if step in t.snapshot_steps:
+                _save_snapshot(part, step, params, t.precision)
+            progress.update(step, reward=last.get("reward/mean", float("nan")), kl=last["kl/to_base_exact"],
+                            acc=last_eval if last_eval is not None else float("nan"))
+            if t.target_gain is not None and last_eval is not None and step % t.eval_every == 0 and last_eval - base_mean >= t.target_gain:
+                reason = "target_gain"
+                break
+            if step % t.checkpoint_every == 0:
+                _save_resume(part, step, state, {"base_acc": base_acc})
+            if stop_after is not None and step >= stop_after:
+                writer.keep()
+                return RunResult(spec, part, {"interrupted_at": step})
+    finally:
+        progress.close()
+    params = setup.params(state)  # every end-of-run number comes from the final state, however it was reached
     final_acc = setup.evaluate(params)
-    _save_snapshot(directory, "final", params, t.precision)
+    _save_snapshot(part, "final", params, t.precision)
     final_mean = float(np.mean(list(final_acc.values())))
     summary = {
         "stopped_at": step, "reason": reason, "base_acc": base_acc, "final_acc": final_acc,
         "base_mean": base_mean, "final_mean": final_mean, "gain": final_mean - base_mean,
-        "kl_to_base_final": last.get("kl/to_base_exact", 0.0),
+        "kl_to_base_final": setup.kl_to_base(params),
         "regime": _regime(setup, state, params, spec, step),
         "seconds": round(time.time() - t0, 2),
         **({"diverged_at": step + 1} if reason == "diverged" else {}),
     }
-    atomic_write_json(directory / "summary.json", summary)
-    return RunResult(spec, directory, summary)
+    atomic_write_json(part / "summary.json", summary)
+    shutil.rmtree(part / "checkpoint", ignore_errors=True)  # the resume state is not part of a finished run
+    writer.publish()
+    return RunResult(spec, writer.directory, summary)
 
 
-def run_cli(command: str, preset_name: str, overrides: list[str], *, base_preset: str, quiet: bool, force: bool) -> int:
+def run_cli(command: str, preset_name: str, overrides: list[str], *, base_preset: str, force: bool) -> int:
     """`python -m toy_models rl|sft`: run and print where it stopped, accuracy, KL to the base and the regime."""
     spec = run_preset(preset_name, base_preset, overrides)
     if not spec.train.method.startswith(command):
         raise ConfigError(f"Preset {preset_name!r} is a {spec.train.method} preset; use `python -m toy_models "
                           f"{spec.train.method.split('_')[0]}`.")
-    res = finetune(spec, quiet=quiet, force=force)
+    res = finetune(spec, force=force)
     s = res.summary
     print(f"run: {res.directory}")
     print(f"stopped at step {s['stopped_at']} ({s['reason']}); precision {spec.train.precision}")

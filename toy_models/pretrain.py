@@ -22,13 +22,22 @@ from toy_models.config import ConfigError, check, to_dict
 from toy_models.evaluate import heldout_problems, pass_rates
 from toy_models.lm import ce_steps, completion_loss_mask
 from toy_models.progress import Progress
+from toy_models.run_store import finished, writing
 from toy_models.runs import MetricsLog, run_dir, write_config
 from toy_models.tasks import TASKS, encode_completion, encode_prompt, get_task, layout_lengths
 from toy_models.transformer import ModelConfig, flat_params, init_params, unflatten_params, weight_matrices
 
 
+MAX_EXAMPLES = 2_000_000
+MAX_BATCH = 16_384
+MAX_PRETRAIN_STEPS = 10_000_000
+
+
 @dataclass(frozen=True)
 class CorpusConfig:
+    """The pretraining corpus. Bounds: ``size`` 1 to 4, ``correct_rate`` in (0, 1], ``n_examples`` 1 to
+    2,000,000 (the corpus is built in memory)."""
+
     tasks: tuple[str, ...] = ("add", "mod", "sort", "rev")
     size: int = 2
     correct_rate: float = 0.5
@@ -40,7 +49,7 @@ class CorpusConfig:
             check(t in TASKS, "corpus.tasks", f"names unknown task {t!r} (known: {', '.join(TASKS)})")
         check(1 <= self.size <= 4, "corpus.size", f"must be in 1..4, got {self.size}")
         check(0.0 < self.correct_rate <= 1.0, "corpus.correct_rate", f"must be in (0, 1], got {self.correct_rate}")
-        check(self.n_examples >= 1, "corpus.n_examples", f"must be positive, got {self.n_examples}")
+        check(1 <= self.n_examples <= MAX_EXAMPLES, "corpus.n_examples", f"must lie in 1..{MAX_EXAMPLES}, got {self.n_examples}")
 
     @property
     def lengths(self) -> tuple[int, int]:
@@ -49,6 +58,10 @@ class CorpusConfig:
 
 @dataclass(frozen=True)
 class PretrainConfig:
+    """Pretraining options. Bounds: ``steps`` 0 to 10,000,000 (0 keeps the random init), ``batch_size`` 1 to
+    16,384, ``lr`` in (0, 1], ``warmup`` >= 0, ``weight_decay`` >= 0, ``eval_problems`` 1 to 16,384 per task,
+    ``chunk`` 1 to 10,000 steps per compiled scan."""
+
     steps: int = 2000
     batch_size: int = 64
     lr: float = 3e-3
@@ -59,17 +72,20 @@ class PretrainConfig:
     chunk: int = 100
 
     def __post_init__(self):
-        check(self.steps >= 0, "train.steps", f"must be non-negative (0 keeps the random init), got {self.steps}")
-        check(self.batch_size >= 1, "train.batch_size", f"must be positive, got {self.batch_size}")
-        check(self.lr > 0, "train.lr", f"must be positive, got {self.lr}")
+        check(0 <= self.steps <= MAX_PRETRAIN_STEPS, "train.steps",
+              f"must lie in 0..{MAX_PRETRAIN_STEPS} (0 keeps the random init), got {self.steps}")
+        check(1 <= self.batch_size <= MAX_BATCH, "train.batch_size", f"must lie in 1..{MAX_BATCH}, got {self.batch_size}")
+        check(0 < self.lr <= 1, "train.lr", f"must lie in (0, 1], got {self.lr}")
         check(self.warmup >= 0, "train.warmup", f"must be non-negative, got {self.warmup}")
         check(self.weight_decay >= 0, "train.weight_decay", f"must be non-negative, got {self.weight_decay}")
-        check(self.eval_problems >= 1, "train.eval_problems", f"must be positive, got {self.eval_problems}")
-        check(self.chunk >= 1, "train.chunk", f"must be positive, got {self.chunk}")
+        check(1 <= self.eval_problems <= MAX_BATCH, "train.eval_problems", f"must lie in 1..{MAX_BATCH}, got {self.eval_problems}")
+        check(1 <= self.chunk <= 10_000, "train.chunk", f"must lie in 1..10000, got {self.chunk}")
 
 
 @dataclass(frozen=True)
 class BaseConfig:
+    """A base model: its architecture, its pretraining corpus and its pretraining options."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     train: PretrainConfig = field(default_factory=PretrainConfig)
@@ -167,46 +183,65 @@ def _schedule(cfg: PretrainConfig):
     return optax.warmup_cosine_decay_schedule(0.0, cfg.lr, max(cfg.warmup, 1), max(cfg.steps, cfg.warmup + 1), cfg.lr * 0.1)
 
 
-def pretrain(cfg: BaseConfig, *, quiet: bool = False, force: bool = False) -> Base:
-    """Pretrain (or load the cached) base model for ``cfg``; prints pass rates unless quiet."""
+def pretrain(cfg: BaseConfig, *, force: bool = False) -> Base:
+    """Pretrain (or load the cached and verified) base model for ``cfg``. Like a fine-tuning run, it is written by
+    one process at a time into a partial folder and renamed into place with its manifest; a process that finds
+    another one pretraining it waits and reads the result."""
     directory = run_dir("base", cfg)
     graphdef, init = init_params(cfg.model, cfg.train.seed)
     init_flat = flat_params(init)
     shapes = {k: v.shape for k, v in init_flat.items()}
-    if not force and (directory / "checkpoint" / "meta.json").exists():
+
+    def load() -> Base:
         flat, meta = load_checkpoint(directory / "checkpoint", shapes)
         return Base(cfg, graphdef, unflatten_params(init, flat), directory, meta["pass_rates"], init_flat)
 
-    write_config(directory, cfg)
-    log = MetricsLog(directory / "metrics.jsonl")
+    if not force and finished(directory):
+        return load()
+    with writing(directory, force=force) as writer:
+        if writer is None:
+            return load()
+        writer.clear()  # pretraining has no resume state: a killed attempt starts again
+        params, rates = _pretrain_into(writer.partial, cfg, graphdef, init, init_flat)
+        writer.publish()
+    return Base(cfg, graphdef, params, directory, rates, init_flat)
+
+
+def _pretrain_into(part: Path, cfg: BaseConfig, graphdef, init, init_flat):
+    """Pretrain ``cfg`` from ``init``, writing config, metrics and the checkpoint into ``part``."""
+    write_config(part, cfg)
+    log = MetricsLog(part / "metrics.jsonl")
     p_len, c_len = cfg.corpus.lengths
     tokens, mask = build_corpus(cfg.corpus, cfg.train.seed)
     tokens, mask = jnp.asarray(tokens), jnp.asarray(mask)
     opt = optax.adamw(_schedule(cfg.train), b1=0.9, b2=0.98, weight_decay=cfg.train.weight_decay)
     params, opt_state = init, opt.init(init)
     key = jax.random.key(cfg.train.seed)
-    progress = Progress("pretrain", cfg.train.steps, quiet)
+    progress = Progress("pretrain", cfg.train.steps)
     done = 0
-    while done < cfg.train.steps:
-        n = min(cfg.train.chunk, cfg.train.steps - done)
-        params, opt_state, losses = ce_steps(graphdef, opt, params, opt_state, tokens, mask,
-                                             jax.random.fold_in(key, done), prompt_len=p_len,
-                                             batch_size=cfg.train.batch_size, num_steps=n)
-        losses = np.asarray(losses)
-        if not np.all(np.isfinite(losses)):
-            raise FloatingPointError(f"Pretraining loss became non-finite within steps {done}..{done + n}.")
-        for i, l in enumerate(losses):
-            log.write({"step": done + i, "loss/ce": float(l)})
-        done += n
-        progress.update(done, loss=float(losses[-1]))
-    progress.close()
+    try:
+        while done < cfg.train.steps:
+            n = min(cfg.train.chunk, cfg.train.steps - done)
+            params, opt_state, losses = ce_steps(graphdef, opt, params, opt_state, tokens, mask,
+                                                 jax.random.fold_in(key, done), prompt_len=p_len,
+                                                 batch_size=cfg.train.batch_size, num_steps=n)
+            losses = np.asarray(losses)
+            if not np.all(np.isfinite(losses)):
+                raise FloatingPointError(f"Pretraining of {part.name.removesuffix('.partial')} diverged: the loss became "
+                                         f"NaN or infinite within steps {done}..{done + n}; lower train.lr.")
+            for i, l in enumerate(losses):
+                log.write({"step": done + i, "loss/ce": float(l)})
+            done += n
+            progress.update(done, loss=float(losses[-1]))
+    finally:
+        progress.close()
     problems = heldout_problems(cfg.corpus.tasks, cfg.train.eval_problems, cfg.corpus.size, cfg.train.seed)
     rates = pass_rates(graphdef, params, cfg.model, problems, p_len, c_len, jax.random.key(cfg.train.seed + 1))
     flat = flat_params(params)
     summary = spectrum_summary(flat, init_flat)
     log.write({"step": cfg.train.steps, **{f"pass_rate/{t}": r for t, r in rates.items()}})
-    save_checkpoint(directory / "checkpoint", flat, {"config": to_dict(cfg), "pass_rates": rates, "spectrum": summary})
-    return Base(cfg, graphdef, params, directory, rates, init_flat)
+    save_checkpoint(part / "checkpoint", flat, {"config": to_dict(cfg), "pass_rates": rates, "spectrum": summary})
+    return params, rates
 
 
 def in_band(rates: dict[str, float], low: float = 0.10, high: float = 0.60) -> bool:

@@ -1,10 +1,13 @@
-"""Progress display for long work: bars on a terminal, sparse plain lines in logs.
+"""Progress display for long work: bars on a terminal, sparse plain lines in logs, or nothing.
 
-On a terminal (stderr is a TTY) every open ``Progress`` is one bar of a shared ``rich`` display, so a
-plan bar and the bar of the run in progress show together, with the fields given to ``update`` (step,
-reward, KL, rate...). When stderr is not a terminal, a ``Progress`` writes one line when it passes each
-10 % of its total or 30 s after its previous line, and one line when it closes: a run of 400 steps
-writes about a dozen lines, not one per step. ``quiet`` shows nothing.
+What a process shows is one ``Display``, made by the command line (``--quiet`` makes a silent one) and set
+for the process with ``showing(display)``; library code never takes a flag for it, it opens a ``Progress``
+and the current display decides. On a terminal (stderr is a TTY) every open ``Progress`` is one bar of a
+shared ``rich`` display, so a plan bar and the bar of the run in progress show together, with the fields
+given to ``update`` (step, reward, KL, rate...). When stderr is not a terminal, a ``Progress`` writes one
+line when it passes each 10 % of its total or 30 s after its previous line, and one line when it closes: a
+run of 400 steps writes about a dozen lines, not one per step. In a worker process the display relays
+every event to the parent (``relay_to``), which shows it with its own display (``replay``).
 """
 
 from __future__ import annotations
@@ -12,29 +15,91 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 
 LINE_EVERY_SHARE = 0.10
 LINE_EVERY_SECONDS = 30.0
 
 _shared = {"progress": None, "open": 0}
-_relay = {"send": None}  # set in worker processes: updates go to the parent, which displays them
+
+
+class Display:
+    """Where this process shows progress: ``"auto"`` (bars on a terminal, sparse lines in logs), ``"off"``
+    (nothing), or relayed to a parent process by ``send`` (a callable taking one event tuple)."""
+
+    def __init__(self, mode: str = "auto", send=None):
+        if mode not in ("auto", "off"):
+            raise ValueError(f"Display mode must be 'auto' or 'off', got {mode!r}.")
+        self.mode, self.send = mode, send
+
+    @property
+    def on(self) -> bool:
+        """True unless this display shows nothing."""
+        return self.mode != "off"
+
+    @property
+    def tty(self) -> bool:
+        """True when progress is drawn as bars on a terminal here (not relayed, not off)."""
+        return self.on and self.send is None and sys.stderr.isatty()
+
+    def note(self, text: str) -> None:
+        """Show a one-off line (for example that a run waits for another process), unless the display is off."""
+        if not self.on:
+            return
+        if self.send is not None:
+            self.send(("note", None, text))
+            return
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def log_line(self, text: str) -> None:
+        """A line for logs only: written when stderr is not a terminal (a terminal shows the bars instead)."""
+        if self.on and self.send is None and not sys.stderr.isatty():
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
+
+
+_current = {"display": Display()}
+
+
+def display() -> Display:
+    """The display of this process (``Display("auto")`` unless a command line or a worker set another)."""
+    return _current["display"]
+
+
+def set_display(new: Display) -> None:
+    """Make ``new`` the display of this process for good (worker processes set theirs once)."""
+    _current["display"] = new
+
+
+@contextmanager
+def showing(new: Display):
+    """Use ``new`` as this process's display inside the ``with`` block, then restore the previous one."""
+    old = _current["display"]
+    _current["display"] = new
+    try:
+        yield new
+    finally:
+        _current["display"] = old
 
 
 def relay_to(send) -> None:
     """In a worker process: send every Progress event (a tuple) to ``send`` instead of displaying it; the
     parent replays the events with ``replay`` so per-run bars still show where the work runs."""
-    _relay["send"] = send
+    set_display(Display("auto", send))
 
 
-def replay(event: tuple, open_bars: dict, quiet: bool = False) -> None:
-    """Show, in this process, one event relayed from a worker: ("open" | "update" | "close", key, ...)."""
+def replay(event: tuple, open_bars: dict) -> None:
+    """Show, in this process, one event relayed from a worker: ("open" | "update" | "close" | "note", key, ...)."""
     kind, key = event[0], event[1]
     if kind == "open":
-        open_bars[key] = Progress(event[2], event[3], quiet, unit=event[4])
+        open_bars[key] = Progress(event[2], event[3], unit=event[4])
     elif kind == "update" and key in open_bars:
         open_bars[key].update(event[2], **event[3])
     elif kind == "close" and key in open_bars:
         open_bars.pop(key).close(event[2])
+    elif kind == "note":
+        display().note(event[2])
 
 
 def _rich_progress():
@@ -63,17 +128,22 @@ def _format(fields: dict) -> str:
 
 
 class Progress:
-    """A bar (terminal) or sparse status lines (logs) for ``total`` units of work labelled ``label``."""
+    """A bar (terminal) or sparse status lines (logs) for ``total`` units of work labelled ``label``, shown by
+    the display current when it is opened (nothing when that display is off)."""
 
-    def __init__(self, label: str, total: int, quiet: bool = False, unit: str = "step"):
-        self.label, self.total, self.quiet, self.unit = label, max(int(total), 1), quiet, unit
+    def __init__(self, label: str, total: int, unit: str = "step"):
+        self.label, self.total, self.unit = label, max(int(total), 1), unit
+        self.display = display()
+        self.silent = not self.display.on
         self.t0 = self.t_line = time.time()
         self.done, self.next_share = 0, LINE_EVERY_SHARE
-        self.tty = sys.stderr.isatty() and not quiet
+        self.tty = self.display.tty
         self.task = None
         self.key = (os.getpid(), id(self))
-        if _relay["send"] is not None and not quiet:
-            _relay["send"](("open", self.key, label, self.total, unit))
+        if self.silent:
+            return
+        if self.display.send is not None:
+            self.display.send(("open", self.key, label, self.total, unit))
             return
         if self.tty:
             self.bar = _rich_progress()
@@ -81,10 +151,10 @@ class Progress:
 
     def update(self, done: int, **fields) -> None:
         """Record that ``done`` units are finished; ``fields`` (reward, KL, accuracy...) are shown beside it."""
-        if self.quiet:
+        if self.silent:
             return
-        if _relay["send"] is not None:
-            _relay["send"](("update", self.key, done, fields))
+        if self.display.send is not None:
+            self.display.send(("update", self.key, done, fields))
             return
         self.done = done
         rate = done / max(time.time() - self.t0, 1e-9)
@@ -100,12 +170,20 @@ class Progress:
             sys.stderr.write(f"{self.label}: {self.unit} {done}/{self.total} {status}\n")
             sys.stderr.flush()
 
+    def abandon(self) -> None:
+        """Stop showing this bar without a closing line (the work was interrupted: the command says so once)."""
+        if not self.silent and self.tty and self.task is not None:
+            self.bar.remove_task(self.task)
+            self.task = None
+            _release()
+        self.silent = True
+
     def close(self, message: str = "") -> None:
         """Finish the bar, or write the closing line."""
-        if self.quiet:
+        if self.silent:
             return
-        if _relay["send"] is not None:
-            _relay["send"](("close", self.key, message))
+        if self.display.send is not None:
+            self.display.send(("close", self.key, message))
             return
         if self.tty:
             if self.task is not None:

@@ -23,10 +23,16 @@ from toy_models.optim import apply_update
 from toy_models.steps import StepData, StepOut, StepStatics, constrain, finish_step, materialize
 
 LOG_RATIO_CLAMP = 20.0
+MAX_SEQUENCES_PER_STEP = 16_384  # sampled or demonstration sequences in one step (RL, on-policy SFT and SFT)
+MAX_GENERATIONS = 1_024
 
 
 @dataclass(frozen=True)
 class RLConfig:
+    """Options of the GRPO family. Bounds, refused in one sentence outside them: ``num_generations`` 2 to 1,024;
+    ``prompts_per_step`` >= 1 with prompts_per_step x num_generations at most 16,384 sequences per step;
+    ``beta`` >= 0; ``epsilon`` and ``epsilon_high`` in (0, 1); ``num_iterations`` 1 to 64; ``temperature`` > 0."""
+
     num_generations: int = 8
     prompts_per_step: int = 16
     beta: float = 0.04
@@ -41,13 +47,18 @@ class RLConfig:
 
     def __post_init__(self):
         check(self.num_generations >= 2, "rl.num_generations", f"must be at least 2 (a group needs a baseline), got {self.num_generations}")
+        check(self.num_generations <= MAX_GENERATIONS, "rl.num_generations",
+              f"must be at most {MAX_GENERATIONS}, got {self.num_generations}")
         check(self.prompts_per_step >= 1, "rl.prompts_per_step", f"must be positive, got {self.prompts_per_step}")
+        check(self.prompts_per_step * self.num_generations <= MAX_SEQUENCES_PER_STEP, "rl.prompts_per_step",
+              f"times rl.num_generations must be at most {MAX_SEQUENCES_PER_STEP} sequences per step, got "
+              f"{self.prompts_per_step} x {self.num_generations}")
         check(self.beta >= 0, "rl.beta", f"must be non-negative, got {self.beta}")
         check(0 < self.epsilon < 1, "rl.epsilon", f"must lie in (0, 1), got {self.epsilon}")
         check(self.epsilon_high is None or 0 < self.epsilon_high < 1, "rl.epsilon_high", f"must lie in (0, 1), got {self.epsilon_high}")
         check(self.kl_estimator in ("k1", "k2", "k3"), "rl.kl_estimator", f"must be k1, k2 or k3, got {self.kl_estimator!r}")
         check(self.kl_placement in ("loss", "reward"), "rl.kl_placement", f"must be 'loss' or 'reward', got {self.kl_placement!r}")
-        check(self.num_iterations >= 1, "rl.num_iterations", f"must be positive, got {self.num_iterations}")
+        check(1 <= self.num_iterations <= 64, "rl.num_iterations", f"must lie in 1..64, got {self.num_iterations}")
         check(self.advantage_estimator in ("grpo", "drgrpo", "rloo"), "rl.advantage_estimator",
               f"must be grpo, drgrpo or rloo, got {self.advantage_estimator!r}")
         check(self.loss_agg in ("seq_mean", "token_mean", "global_token_mean", "fixed_len"), "rl.loss_agg",

@@ -1,5 +1,6 @@
 """Run directories: where a run lives (keyed by its config and the hash of the code that produces it),
-its resolved config and its metrics.jsonl."""
+its resolved config and its metrics.jsonl. How a run folder is written, locked and verified is
+``toy_models.run_store``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from toy_models.checkpoint import atomic_write_json, library_versions
+from toy_models.checkpoint import atomic_write_bytes, atomic_write_json, library_versions
 from toy_models.config import config_hash, to_dict
 
 
@@ -46,18 +47,27 @@ def write_config(directory: Path, cfg, extra: dict | None = None) -> None:
 
 
 class MetricsLog:
-    """Append-only metrics.jsonl; each record is flushed as one line."""
+    """Append-only metrics.jsonl; each record is appended as one line. Resuming keeps the records up to the
+    resume step (rewritten atomically) and drops a last line a killed writer left half-written."""
 
     def __init__(self, path: Path, truncate_after_step: int | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if truncate_after_step is not None and self.path.exists():
-            keep = [l for l in self.path.read_text().splitlines() if l and json.loads(l).get("step", -1) <= truncate_after_step]
-            self.path.write_text("".join(k + "\n" for k in keep))
+            keep = []
+            for line in self.path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                except ValueError:  # a line cut short by a kill: it can only be the last one
+                    continue
+                if record.get("step", -1) <= truncate_after_step:
+                    keep.append(line)
+            atomic_write_bytes(self.path, "".join(k + "\n" for k in keep).encode())
         elif truncate_after_step is None and self.path.exists():
             self.path.unlink()
 
     def write(self, record: dict) -> None:
+        """Append ``record`` as one JSON line."""
         with open(self.path, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
 

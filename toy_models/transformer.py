@@ -24,8 +24,16 @@ from toy_models.tasks import VOCAB_SIZE
 MASK_VALUE = -1e9
 
 
+MAX_WIDTH = 16_384  # d_model, d_ff and vocab_size
+MAX_LAYERS = 256
+MAX_LEN = 8_192
+
+
 @dataclass(frozen=True)
 class ModelConfig:
+    """The transformer's shape. Bounds: ``vocab_size`` 4 to 16,384, ``d_model`` and ``d_ff`` 1 to 16,384,
+    ``n_layers`` 1 to 256, ``n_heads`` dividing d_model, ``max_len`` 2 to 8,192."""
+
     vocab_size: int = VOCAB_SIZE
     d_model: int = 64
     n_layers: int = 2
@@ -35,15 +43,15 @@ class ModelConfig:
     positions: Literal["learned", "rope"] = "learned"
 
     def __post_init__(self):
-        check(self.vocab_size >= 4, "model.vocab_size", f"must be at least 4, got {self.vocab_size}")
-        check(self.d_model >= 1, "model.d_model", f"must be positive, got {self.d_model}")
-        check(self.n_layers >= 1, "model.n_layers", f"must be positive, got {self.n_layers}")
+        check(4 <= self.vocab_size <= MAX_WIDTH, "model.vocab_size", f"must lie in 4..{MAX_WIDTH}, got {self.vocab_size}")
+        check(1 <= self.d_model <= MAX_WIDTH, "model.d_model", f"must lie in 1..{MAX_WIDTH}, got {self.d_model}")
+        check(1 <= self.n_layers <= MAX_LAYERS, "model.n_layers", f"must lie in 1..{MAX_LAYERS}, got {self.n_layers}")
         check(self.n_heads >= 1 and self.d_model % self.n_heads == 0, "model.n_heads",
               f"must divide model.d_model={self.d_model}, got {self.n_heads}")
         check(self.positions == "learned" or (self.d_model // self.n_heads) % 2 == 0, "model.positions",
               "rope needs an even head dimension")
-        check(self.d_ff >= 1, "model.d_ff", f"must be positive, got {self.d_ff}")
-        check(self.max_len >= 2, "model.max_len", f"must be at least 2, got {self.max_len}")
+        check(1 <= self.d_ff <= MAX_WIDTH, "model.d_ff", f"must lie in 1..{MAX_WIDTH}, got {self.d_ff}")
+        check(2 <= self.max_len <= MAX_LEN, "model.max_len", f"must lie in 2..{MAX_LEN}, got {self.max_len}")
         check(self.positions in ("learned", "rope"), "model.positions", f"must be 'learned' or 'rope', got {self.positions!r}")
 
 

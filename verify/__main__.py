@@ -1,9 +1,13 @@
 """`python -m verify theory | list | plan [TARGET] | all | sweeps | everything | gates | CLAIM_ID[,CLAIM_ID...] [--profile P] [--workers N]
-[--executor local|ray [--address ADDR]] | pair BASE TUNED [...] | pairs BASE T1 T2 ... [...]`."""
+[--executor local|ray [--address ADDR]] [--verify-cache full|sizes] | pair BASE TUNED [...] | pairs BASE T1 T2 ... [...]`.
+
+Exit status: 0 done, 2 a bad option or value (one sentence), 130 / 143 on Ctrl-C / SIGTERM (one line: the
+workers are stopped, finished runs kept, unfinished ones removed)."""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -29,18 +33,29 @@ def main(argv=None) -> int:
     parser.add_argument("--executor", default="local", choices=("local", "ray"), help="where missing runs execute")
     parser.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: a local cluster)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the theory instances")
-    parser.add_argument("--scale", type=float, default=1.0, help="theory: multiply the number of instances")
+    parser.add_argument("--scale", type=float, default=1.0, help="theory: multiply the number of instances (a positive number; at least 10 per bound)")
     parser.add_argument("--quiet", action="store_true", help="print verdict lines only")
+    parser.add_argument("--verify-cache", default=None, choices=("full", "sizes"),
+                        help="how cached runs are checked before use: sizes and SHA-256 (full, the default) or sizes "
+                             "only, for caches too large to hash (sets $THREEGATE_VERIFY_CACHE)")
     args = parser.parse_args(argv)
     if args.target == "theory":
+        if not (math.isfinite(args.scale) and args.scale > 0):
+            print(f"error: Option `--scale` must be a positive finite number, got {args.scale}.", file=sys.stderr)
+            return 2
         from verify.bounds.command import main as theory_main
 
         return theory_main(args.seed, args.scale)
+    from toy_models.interrupts import stoppable
+    from toy_models.run_store import VERIFY_ENV
     from verify.cli import run_claims
 
+    if args.verify_cache:
+        os.environ[VERIFY_ENV] = args.verify_cache  # worker processes inherit it
     workers = args.workers if args.workers is not None else default_workers()
-    return run_claims(args.target, args.profile, args.out, quiet=args.quiet, workers=workers,
-                      executor=args.executor, address=args.address, plan_target=args.plan_target)
+    return stoppable(lambda: run_claims(args.target, args.profile, args.out, quiet=args.quiet, workers=workers,
+                                        executor=args.executor, address=args.address, plan_target=args.plan_target),
+                     "workers stopped; finished runs are kept, unfinished ones were removed")
 
 
 if __name__ == "__main__":

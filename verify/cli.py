@@ -1,4 +1,6 @@
-"""`python -m verify all|CLAIM_ID|plan|list`: gather the plan, execute what is missing, decide, report."""
+"""`python -m verify all|CLAIM_ID|plan|list`: gather the plan, execute what is missing, decide, report.
+
+The report folder is chosen and checked before anything trains (``verify.report_folder``)."""
 
 from __future__ import annotations
 
@@ -9,12 +11,14 @@ import traceback
 from pathlib import Path
 
 from toy_models.config import ConfigError
+from toy_models.progress import Display, showing
 from verify.execute import execute
 from verify.finish import finish
 from verify.plan import build_plan
 from verify.profiles import get_profile
 from verify.registry import CLAIM_MODULES, INCONCLUSIVE, Verdict, load, load_all, report_sections
 from verify.report import line, write_report
+from verify.report_folder import default_out, prepare_out
 from verify.runs import Context
 
 
@@ -65,11 +69,12 @@ def decide(chosen, ctx_factory) -> list[tuple]:
 def check(target: str, profile_name: str = "tiny", out: str | None = None, *, workers: int = 1,
           quiet: bool = True) -> dict[str, Verdict]:
     """For notebooks and scripts: plan, execute and decide ``target`` (ids or 'all'); {claim id: Verdict}.
-    Figures are written under ``out`` (default reports/notebook-<profile>)."""
+    Figures are written under ``out`` (default reports/notebook-<profile>); ``quiet`` shows no progress."""
     enable_compilation_cache()
     profile = get_profile(profile_name)
     chosen = choose(target)
-    execute(build_plan(chosen, profile), workers=workers, quiet=quiet)
+    with showing(Display("off" if quiet else "auto")):
+        execute(build_plan(chosen, profile), workers=workers)
     out_dir = Path(out or f"reports/notebook-{profile_name}").resolve()
     memo: dict = {}
     return {c.id: v for c, v, _ in decide(chosen, lambda cid: Context(profile, out_dir, claim_id=cid, _memo=memo))}
@@ -77,7 +82,8 @@ def check(target: str, profile_name: str = "tiny", out: str | None = None, *, wo
 
 def run_claims(target: str, profile_name: str, out: str | None, *, quiet: bool = False, workers: int = 1,
                executor: str = "local", address: str | None = None, plan_target: str = "all") -> int:
-    """Plan, execute and decide one claim, a list or all of them on a profile; print a line each; write the report."""
+    """Plan, execute and decide one claim, a list or all of them on a profile; print a line each; write the report.
+    ``quiet`` (the command line's --quiet) shows no progress and prints the verdict lines only."""
     if target == "list":
         for c in load_all().values():
             print(f"{c.id:28s} {', '.join(c.paper_claims):12s} {'(sweep) ' if c.sweep else ''}{c.title}")
@@ -85,6 +91,9 @@ def run_claims(target: str, profile_name: str, out: str | None, *, quiet: bool =
     try:
         profile = get_profile(profile_name)
         chosen = choose(plan_target if target == "plan" else target)
+        out_dir = Path(out or default_out(target, profile_name)).resolve()
+        if target != "plan":
+            prepare_out(out_dir, profile.name, [c.id for c in chosen])
         plan = build_plan(chosen, profile)
         if target == "plan":
             print(plan.render())
@@ -95,12 +104,12 @@ def run_claims(target: str, profile_name: str, out: str | None, *, quiet: bool =
         if not quiet:
             print(f"plan: {len(plan.runs)} runs, {missing} to execute ({executor}, {workers} worker"
                   f"{'s' if workers > 1 else ''})", file=sys.stderr)
-        execute(plan, workers=workers, executor=executor, address=address, quiet=quiet)
+        with showing(Display("off" if quiet else "auto")):
+            execute(plan, workers=workers, executor=executor, address=address)
         t_exec = time.time() - t0
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    out_dir = Path(out or f"reports/{profile_name}").resolve()
     memo: dict = {}
     t_decide = time.time()
     results = decide(chosen, lambda cid: Context(profile, out_dir, claim_id=cid, _memo=memo))

@@ -1,7 +1,9 @@
 """The plan of a verify call: every run its claims declared, deduplicated, checked against the run cache.
 
 ``python -m verify plan --profile quick`` prints it (base models, then fine-tuning runs, cached or not,
-with an estimated time) without training anything; ``verify.execute`` runs what is missing.
+with an estimated time) without training anything; ``verify.execute`` runs what is missing. A run counts
+as cached only when it passes its manifest check (``toy_models.run_store.finished``); a damaged one is
+named, quarantined and planned again.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 
 from toy_models.finetune import RunSpec
 from toy_models.pretrain import BaseConfig
+from toy_models.run_store import finished, stale_partials
 from toy_models.runs import run_dir, runs_root
 from verify.profiles import Profile
 
@@ -69,11 +72,11 @@ class Plan:
         return out
 
     def missing_bases(self) -> list[BaseConfig]:
-        """Bases not yet pretrained."""
-        return [b for b in self.bases if not (run_dir("base", b) / "checkpoint" / "meta.json").exists()]
+        """Bases not yet pretrained (or damaged: quarantined, to be pretrained again)."""
+        return [b for b in self.bases if not finished(run_dir("base", b))]
 
     def missing_runs(self) -> list[RunSpec]:
-        """Runs with no summary.json in the cache."""
+        """Runs not finished in the cache (or damaged: quarantined, to be trained again)."""
         return [s for s in self.runs if not is_done(s)]
 
     def estimate_seconds(self, spec: RunSpec) -> float:
@@ -98,6 +101,10 @@ class Plan:
             state = "to run" if spec in missing else "cached"
             lines.append(f"  [{state:6s}] {describe(spec)}  <- {', '.join(self.needed_by[name])}")
         total = sum(self.estimate_seconds(s) for s in missing) + 60.0 * len(missing_b)
+        stale = stale_partials(runs_root())
+        if stale:
+            lines.append(f"interrupted runs left by killed processes: {len(stale)} (the next writer of each resumes it; "
+                         f"deleting them is safe): {', '.join(p.name for p in stale)}")
         lines.append("")
         lines.append(f"estimated time for what is missing: at most {total / 60:.1f} min on one worker "
                      "(matched runs usually stop well before their step cap)")
@@ -105,8 +112,8 @@ class Plan:
 
 
 def is_done(spec: RunSpec) -> bool:
-    """True when the run of ``spec`` is finished in the cache."""
-    return (run_dir(spec_kind(spec), spec) / "summary.json").exists()
+    """True when the run of ``spec`` is finished in the cache and passes its manifest check."""
+    return finished(run_dir(spec_kind(spec), spec))
 
 
 def _cached_rate(spec: RunSpec) -> float | None:

@@ -51,7 +51,7 @@ class Context:
         cfg = cfg or self.profile.base
         if not (run_dir("base", cfg) / "checkpoint" / "meta.json").exists():
             raise RunNotReady(f"Claim {self.claim_id or '?'} reads a base model that the plan did not build.")
-        return self.memo(("base", cfg), lambda: pretrain(cfg, quiet=True))
+        return self.memo(("base", cfg), lambda: pretrain(cfg))
 
     def finished(self, runs):
         """The run set ``runs`` with every RunSpec replaced by its finished run (memoised); every run that has

@@ -66,7 +66,7 @@ def test_a_stage_never_compiles_one_program_twice_at_once_when_it_could_wait(mon
     def run(order_rule):
         lock, running, clashes, started = threading.Lock(), [], [], []
 
-        def task(kind, data, quiet):
+        def task(kind, data):
             with lock:
                 first_of_group = data["g"] not in {d["g"] for d in started}
                 if any(d["g"] == data["g"] for d in running) and not done_groups[data["g"]]:
@@ -84,7 +84,7 @@ def test_a_stage_never_compiles_one_program_twice_at_once_when_it_could_wait(mon
         monkeypatch.setattr(execute, "pick", order_rule)
         finished = []
         with ThreadPoolExecutor(2) as pool:
-            execute._run_stage(pool, 2, stage, True, lambda kind, data, result: finished.append(data["i"]))
+            execute._run_stage(pool, 2, stage, lambda kind, data, result: finished.append(data["i"]))
         return [d["i"] for d in started], clashes, sorted(finished)
 
     order, clashes, finished = run(pick)

@@ -6,12 +6,14 @@ import os
 
 import matplotlib.pyplot as plt
 
+from toy_models.checkpoint import temporary_name
+
 
 def save_figure(fig, ctx, claim_id: str) -> str:
     """Save ``fig`` as figures/<claim_id>.png atomically; returns the path relative to the report."""
     path = ctx.figures / f"{claim_id.replace('.', '_')}.png"
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    tmp = temporary_name(path)  # unique: two verify processes may write the same figure at once
+    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
     os.replace(tmp, path)
     return str(path.relative_to(ctx.out_dir))

@@ -656,7 +656,7 @@ def _c3_record(name: str, b: BaseSide, runs: list[int], masks: list[np.ndarray],
                 excess=_f(mj - mb), ratio=_f(mj / mb) if mb and np.isfinite(mb) and mb > 0 else None)
 
 
-def analyze(base_path, tuned_paths: list, opts: Options, consensus: str | None = None, quiet: bool = False) -> Result:
+def analyze(base_path, tuned_paths: list, opts: Options, consensus: str | None = None) -> Result:
     """Analyse every tuned checkpoint against one base, one tensor name at a time.
 
     For each name (embeddings, layers in order, then the rest): the base side once (spectrum, factors,
@@ -686,7 +686,7 @@ def analyze(base_path, tuned_paths: list, opts: Options, consensus: str | None =
         rx = re.compile(consensus) if consensus else None
     except re.error as e:
         raise BadInput(f"Option --consensus is not a valid regular expression ({e}).") from None
-    bar = Progress("pairs" if len(tuned) > 1 else "pair", len(names), quiet=quiet)
+    bar = Progress("pairs" if len(tuned) > 1 else "pair", len(names))
     # Two worker threads (each BLAS call on one thread): the base side and the tuned spectrum run there while
     # this thread runs the change probes; one tensor name (base + one tuned tensor at a time) is in memory.
     try:

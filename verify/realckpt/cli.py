@@ -71,7 +71,10 @@ def main(argv: list[str]) -> int:
         if args.chunk < 8:
             raise BadInput(f"Option --chunk must be at least 8 elements, got {args.chunk}.")
         opts = Options(rank=args.rank, alpha=args.alpha, include=args.include, exclude=args.exclude, chunk=args.chunk)
-        res = analyze(args.base, args.tuned, opts, consensus=getattr(args, "consensus", None), quiet=args.quiet)
+        from toy_models.progress import Display, showing
+
+        with showing(Display("off" if args.quiet else "auto")):
+            res = analyze(args.base, args.tuned, opts, consensus=getattr(args, "consensus", None))
         out = write_all(args.out, res, figures=not args.no_figures)
     except BadInput as e:
         print(f"error: {e}", file=sys.stderr)

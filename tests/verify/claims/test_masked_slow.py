@@ -16,7 +16,7 @@ def test_masked_coordinates_never_change_in_a_real_run(session_runs):
     """A real masked RL run on the tiny base: the float32 master bits of every masked coordinate equal the base's,
     while trainable coordinates moved."""
     spec = masked_spec(get_profile("tiny"), 0, "safe")
-    run = finetune(spec, quiet=True)
+    run = finetune(spec)
     bad, frozen = frozen_changes(run)
     assert frozen > 0 and bad == 0
     base, final = run.snapshot("base", master=True), run.snapshot("final", master=True)
