@@ -1,5 +1,6 @@
-"""Fine-tuning a pretrained base by RL (GRPO family), SFT on demonstrations or on-policy SFT, under a
-storage precision, with a matched stop. A run is a pure function of its ``RunSpec``.
+"""Fine-tuning a pretrained base by RL (GRPO family), SFT on demonstrations, on-policy SFT, or preference
+training (DPO, SimPO on pairs of the base's own verified samples: toy_models.preference), under a storage
+precision, with a matched stop. A run is a pure function of its ``RunSpec``.
 
 The loop runs compiled segments (``toy_models.segment``: the steps between two evaluations as one
 ``lax.scan``) and between them: per-step metrics to metrics.jsonl, held-out accuracy every
@@ -31,6 +32,7 @@ from toy_models.interventions import EditConfig, apply_edit, check_edit_fits
 from toy_models.masks import MaskConfig, build_masks, check_mask_fits, masks_tree
 from toy_models.optim import OptimSpec, hyperparameters, init_opt_state
 from toy_models.pool import build_pool, build_probe
+from toy_models.preference import PREFERENCE_METHODS, PreferenceConfig, build_pairs, check_preference_fits
 from toy_models.pretrain import PRESETS as BASE_PRESETS, Base, BaseConfig, pretrain
 from toy_models.progress import Progress
 from toy_models.rl import RLConfig
@@ -43,7 +45,8 @@ from toy_models.transformer import flat_params, unflatten_params
 
 RL_LR = 1e-4  # the RL learning rate of every RL preset (rule: verify/profiles.py)
 SFT_LR = 1e-3  # the SFT learning rate of the sft preset
-METHODS = ("rl", "sft", "sft_onpolicy")
+PREF_LR = 1e-4  # the learning rate of the dpo and simpo presets
+METHODS = ("rl", "sft", "sft_onpolicy") + PREFERENCE_METHODS
 
 
 class TrainingDiverged(FloatingPointError):
@@ -52,14 +55,14 @@ class TrainingDiverged(FloatingPointError):
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    method: Literal["rl", "sft", "sft_onpolicy"] = "rl"
+    method: Literal["rl", "sft", "sft_onpolicy", "dpo", "simpo"] = "rl"
     lr: float = RL_LR
     optimizer: Literal["adamw", "sgd"] = "adamw"
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.0
-    batch_size: int = 64  # SFT demonstrations per step (RL and on-policy SFT: prompts_per_step x num_generations)
+    batch_size: int = 64  # SFT demonstrations or DPO/SimPO pairs per step (RL, on-policy SFT: prompts_per_step x num_generations)
     max_steps: int = 300
     target_gain: float | None = None  # stop when mean held-out accuracy gained this much over the base
     eval_every: int = 10
@@ -111,7 +114,8 @@ class FinetuneConfig:
 class RunSpec:
     """Everything that determines a fine-tuning run (its cache key, with the source hash): the base, the RL
     options, the training options, and optionally a low-rank adapter, an update mask fixed from the base
-    weights, and a function-preserving edit of the base applied before fine-tuning."""
+    weights, a function-preserving edit of the base applied before fine-tuning, and the options of the
+    preference methods (``pref``, read by DPO and SimPO runs only)."""
 
     base: BaseConfig = field(default_factory=BaseConfig)
     rl: RLConfig = field(default_factory=RLConfig)
@@ -119,6 +123,7 @@ class RunSpec:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
     edit: EditConfig = field(default_factory=EditConfig)
+    pref: PreferenceConfig = field(default_factory=PreferenceConfig)
 
     def __post_init__(self):
         validate_for_model(self.adapter, self.base.model)
@@ -128,13 +133,18 @@ class RunSpec:
               "must be 'none' when an adapter is trained (the adapter already restricts the update)")
         for t in self.train.tasks:
             check(t in self.base.corpus.tasks, "train.tasks", f"names task {t!r}, which the base was not pretrained on")
+        if self.train.method in PREFERENCE_METHODS:
+            check_preference_fits(self.pref, self.train.method)
         if self.train.devices > 1:
             check(self.batch_sequences % self.train.devices == 0, "train.devices",
                   f"must divide the batch of {self.batch_sequences} sequences")
 
     @property
     def batch_sequences(self) -> int:
-        """Sequences per step: prompts x generations for sampling methods, batch_size for SFT."""
+        """Sequences per step: prompts x generations for sampling methods, batch_size for SFT, two per pair for
+        DPO and SimPO."""
+        if self.train.method in PREFERENCE_METHODS:
+            return 2 * self.train.batch_size
         return self.train.batch_size if self.train.method == "sft" else self.rl.prompts_per_step * self.rl.num_generations
 
     @property
@@ -163,6 +173,9 @@ FINETUNE_PRESETS: dict[str, tuple[RLConfig, FinetuneConfig]] = {
                FinetuneConfig(method="rl", lr=RL_LR, max_steps=600)),
     "sft": (RLConfig(), FinetuneConfig(method="sft", lr=SFT_LR, batch_size=64, max_steps=1500)),
     "sft_onpolicy": (RLConfig(), FinetuneConfig(method="sft_onpolicy", lr=SFT_LR, max_steps=1500)),
+    # preference training: pref options at their method's defaults (toy_models.preference), 64 pairs a step
+    "dpo": (RLConfig(), FinetuneConfig(method="dpo", lr=PREF_LR, batch_size=64, max_steps=1500)),
+    "simpo": (RLConfig(), FinetuneConfig(method="simpo", lr=PREF_LR, batch_size=64, max_steps=1500)),
 }
 
 
@@ -262,11 +275,16 @@ class _Setup:
         pool = build_pool(tasks, size, t.pool_per_task, P, C, t.seed)
         self.heldout = build_pool(tasks, size, t.eval_problems, P, C, t.seed, heldout=True)
         probe = build_probe(base.graphdef, mcfg, self.ref_params, self.heldout, t.probe_size, P, C, t.seed)
+        pairs, self.pair_report = None, None
+        if t.method in PREFERENCE_METHODS:  # preference pairs from the released base's own samples, once per run
+            pairs, self.pair_report = build_pairs(base.graphdef, mcfg, self.ref_params, pool, tasks, spec.pref, P, C,
+                                                  t.seed, need=t.batch_size)
         adapter = spec.adapter if spec.adapter.kind != "none" else None
         # lora, pissa and milora differ only in their initial factors: one compiled step serves the three
         merge_cfg = dataclasses.replace(adapter, kind="lora") if adapter and adapter.kind in ("pissa", "milora") else adapter
         self.statics = StepStatics(base.graphdef, mcfg, t.method, spec.rl, t.optim(), t.precision, P, C, t.batch_size,
-                                   _sharding(t.devices), merge_cfg)
+                                   _sharding(t.devices), merge_cfg,
+                                   spec.pref if t.method in PREFERENCE_METHODS else None)
         mask = None
         if spec.mask.kind != "none":
             mask = masks_tree(self.ref_params, build_masks(flat_params(self.ref_params), spec.mask))
@@ -276,7 +294,7 @@ class _Setup:
             frozen, trainable = init_adapter(self.ref_params, adapter, jax.random.key(t.seed + 23),
                                              bf16_factors=t.precision == "bf16")
             frames = principal_frames(frozen, adapter)
-        self.data = StepData(pool, probe, self.ref_params, mask, frozen, frames)
+        self.data = StepData(pool, probe, self.ref_params, mask, frozen, frames, pairs)
         self.state0 = init_state(trainable, init_opt_state(t.optim(), trainable), self.ref_params)
         self.tasks = tasks
         self.eval_key = jax.random.key(t.seed + 11)
@@ -383,6 +401,7 @@ def finetune(spec: RunSpec, *, base: Base | None = None, quiet: bool = False, fo
         "kl_to_base_final": last.get("kl/to_base_exact", 0.0),
         "regime": _regime(setup, state, params, spec, step),
         "seconds": round(time.time() - t0, 2),
+        **({"pairs": setup.pair_report} if setup.pair_report else {}),
         **({"diverged_at": step + 1} if reason == "diverged" else {}),
     }
     atomic_write_json(directory / "summary.json", summary)
@@ -399,6 +418,10 @@ def run_cli(command: str, preset_name: str, overrides: list[str], *, base_preset
     s = res.summary
     print(f"run: {res.directory}")
     print(f"stopped at step {s['stopped_at']} ({s['reason']}); precision {spec.train.precision}")
+    if "pairs" in s:
+        p = s["pairs"]
+        print(f"preference pairs: {p['pairs']} of {p['prompts']} training prompts ({p['num_generations']} base samples "
+              f"each; dropped {p['dropped_all_correct']} all correct, {p['dropped_all_wrong']} all wrong)")
     print(f"{'task':6s} {'base':>7s} {'final':>7s}")
     for task in s["base_acc"]:
         print(f"{task:6s} {100 * s['base_acc'][task]:6.1f}% {100 * s['final_acc'][task]:6.1f}%")
