@@ -1,4 +1,4 @@
-"""Command line: `python -m toy_models pretrain|rl|sft --preset NAME --set section.field=value ...`.
+"""Command line: `python -m toy_models pretrain|rl|sft|dpo|simpo --preset NAME --set section.field=value ...`.
 
 Exit status: 0 done (pretrain: every task in the pass-rate band, else 1), 2 a bad option or value (one
 sentence), 1 a run that diverged or ran out of memory (one sentence; nothing of the run is kept), 130 / 143
@@ -55,8 +55,8 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pretrain", help="pretrain (or load the cached) base model")
     p.add_argument("--preset", default="small", help="tiny | small | medium")
-    for name, default in (("rl", "grpo_kl"), ("sft", "sft")):
-        q = sub.add_parser(name, help=f"fine-tune a base model by {name.upper()}")
+    for name, default in (("rl", "grpo_kl"), ("sft", "sft"), ("dpo", "dpo"), ("simpo", "simpo")):
+        q = sub.add_parser(name, help=f"fine-tune a base model by {'SimPO' if name == 'simpo' else name.upper()}")
         q.add_argument("--preset", default=default, help="fine-tuning preset")
         q.add_argument("--base", default="small", help="base-model preset (tiny | small | medium)")
     for q in sub.choices.values():

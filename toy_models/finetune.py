@@ -1,5 +1,6 @@
-"""Fine-tuning a pretrained base by RL (GRPO family), SFT on demonstrations or on-policy SFT, under a
-storage precision, with a matched stop. A run is a pure function of its ``RunSpec``.
+"""Fine-tuning a pretrained base by RL (GRPO family), SFT on demonstrations, on-policy SFT, or preference
+training (DPO, SimPO on pairs of the base's own verified samples: toy_models.preference), under a storage
+precision, with a matched stop. A run is a pure function of its ``RunSpec``.
 
 The loop runs compiled segments (``toy_models.segment``: the steps between two evaluations as one
 ``lax.scan``) and between them: per-step metrics to metrics.jsonl, held-out accuracy every
@@ -38,6 +39,7 @@ from toy_models.masks import MaskConfig, build_masks, check_mask_fits, masks_tre
 from toy_models.metrics import exact_kl_token_mean
 from toy_models.optim import OptimSpec, hyperparameters, init_opt_state
 from toy_models.pool import build_pool, build_probe
+from toy_models.preference import PREFERENCE_METHODS, PreferenceConfig, build_pairs, check_preference_fits
 from toy_models.pretrain import PRESETS as BASE_PRESETS, Base, BaseConfig, pretrain
 from toy_models.progress import Progress
 from toy_models.rl import MAX_SEQUENCES_PER_STEP, RLConfig
@@ -51,8 +53,9 @@ from toy_models.transformer import flat_params, unflatten_params
 
 RL_LR = 1e-4  # the RL learning rate of every RL preset (rule: verify/profiles.py)
 SFT_LR = 1e-3  # the SFT learning rate of the sft preset
-METHODS = ("rl", "sft", "sft_onpolicy")
-SFT_BATCH = 64  # demonstrations per SFT step when train.batch_size is left unset
+PREF_LR = 1e-4  # the learning rate of the dpo and simpo presets
+METHODS = ("rl", "sft", "sft_onpolicy") + PREFERENCE_METHODS
+BATCH = 64  # SFT demonstrations or DPO/SimPO pairs per step when train.batch_size is left unset
 MAX_STEPS = 1_000_000
 MAX_EVAL_PROBLEMS = 16_384  # per task, sampled in one batch
 MAX_PROBE_SIZE = 4_096  # the probe's log-probs stay on the device for the whole run
@@ -66,19 +69,19 @@ class TrainingDiverged(FloatingPointError):
 @dataclass(frozen=True)
 class FinetuneConfig:
     """Training options of a fine-tuning run. Bounds, refused in one sentence outside them: ``lr`` in (0, 1];
-    ``batch_size`` (SFT demonstrations per step; unset means 64, and it must stay unset for ``rl`` and
-    ``sft_onpolicy``, whose batch is rl.prompts_per_step x rl.num_generations) 1 to 16,384; ``max_steps`` 1 to
+    ``batch_size`` (SFT demonstrations or DPO/SimPO pairs per step; unset means 64, and it must stay unset for
+    ``rl`` and ``sft_onpolicy``, whose batch is rl.prompts_per_step x rl.num_generations) 1 to 16,384; ``max_steps`` 1 to
     1,000,000; ``eval_problems`` 1 to 16,384 and ``pool_per_task`` 1 to 262,144 per task; ``probe_size`` 1 to
     4,096; ``b1``, ``b2`` in [0, 1); ``eps`` > 0; ``weight_decay`` >= 0."""
 
-    method: Literal["rl", "sft", "sft_onpolicy"] = "rl"
+    method: Literal["rl", "sft", "sft_onpolicy", "dpo", "simpo"] = "rl"
     lr: float = RL_LR
     optimizer: Literal["adamw", "sgd"] = "adamw"
     b1: float = 0.9
     b2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.0
-    batch_size: int | None = None  # SFT demonstrations per step (None: 64); RL and on-policy SFT: leave unset
+    batch_size: int | None = None  # SFT demonstrations or DPO/SimPO pairs per step (None: 64); RL, on-policy SFT: unset
     max_steps: int = 300
     target_gain: float | None = None  # stop when mean held-out accuracy gained this much over the base
     eval_every: int = 10
@@ -103,7 +106,7 @@ class FinetuneConfig:
         check(0 <= self.b2 < 1, "train.b2", f"must lie in [0, 1), got {self.b2}")
         check(self.eps > 0, "train.eps", f"must be positive, got {self.eps}")
         check(self.weight_decay >= 0, "train.weight_decay", f"must be non-negative, got {self.weight_decay}")
-        check(self.batch_size is None or self.method == "sft", "train.batch_size",
+        check(self.batch_size is None or self.method in ("sft",) + PREFERENCE_METHODS, "train.batch_size",
               f"is not used by method {self.method} (its batch is rl.prompts_per_step x rl.num_generations); leave it "
               f"unset, got {self.batch_size}")
         check(self.batch_size is None or 1 <= self.batch_size <= MAX_SEQUENCES_PER_STEP, "train.batch_size",
@@ -125,9 +128,9 @@ class FinetuneConfig:
         check(self.on_nan in ("raise", "stop"), "train.on_nan", f"must be 'raise' or 'stop', got {self.on_nan!r}")
 
     @property
-    def sft_batch(self) -> int:
-        """Demonstrations per SFT step: ``batch_size``, or 64 when it is unset."""
-        return SFT_BATCH if self.batch_size is None else self.batch_size
+    def items_per_step(self) -> int:
+        """SFT demonstrations or DPO/SimPO pairs per step: ``batch_size``, or 64 when it is unset."""
+        return BATCH if self.batch_size is None else self.batch_size
 
     def optim(self) -> OptimSpec:
         """The static part of the optimizer (everything but the learning rate)."""
@@ -142,7 +145,8 @@ class FinetuneConfig:
 class RunSpec:
     """Everything that determines a fine-tuning run (its cache key, with the source hash): the base, the RL
     options, the training options, and optionally a low-rank adapter, an update mask fixed from the base
-    weights, and a function-preserving edit of the base applied before fine-tuning."""
+    weights, a function-preserving edit of the base applied before fine-tuning, and the options of the
+    preference methods (``pref``, read by DPO and SimPO runs only)."""
 
     base: BaseConfig = field(default_factory=BaseConfig)
     rl: RLConfig = field(default_factory=RLConfig)
@@ -150,6 +154,7 @@ class RunSpec:
     adapter: AdapterConfig = field(default_factory=AdapterConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
     edit: EditConfig = field(default_factory=EditConfig)
+    pref: PreferenceConfig = field(default_factory=PreferenceConfig)
 
     def __post_init__(self):
         validate_for_model(self.adapter, self.base.model)
@@ -159,14 +164,19 @@ class RunSpec:
               "must be 'none' when an adapter is trained (the adapter already restricts the update)")
         for t in self.train.tasks:
             check(t in self.base.corpus.tasks, "train.tasks", f"names task {t!r}, which the base was not pretrained on")
+        if self.train.method in PREFERENCE_METHODS:
+            check_preference_fits(self.pref, self.train.method)
         if self.train.devices > 1:
             check(self.batch_sequences % self.train.devices == 0, "train.devices",
                   f"must divide the batch of {self.batch_sequences} sequences")
 
     @property
     def batch_sequences(self) -> int:
-        """Sequences per step: prompts x generations for sampling methods, batch_size for SFT."""
-        return self.train.sft_batch if self.train.method == "sft" else self.rl.prompts_per_step * self.rl.num_generations
+        """Sequences per step: prompts x generations for sampling methods, batch_size for SFT, two per pair for
+        DPO and SimPO."""
+        if self.train.method in PREFERENCE_METHODS:
+            return 2 * self.train.items_per_step
+        return self.train.items_per_step if self.train.method == "sft" else self.rl.prompts_per_step * self.rl.num_generations
 
     @property
     def tasks(self) -> tuple[str, ...]:
@@ -194,6 +204,9 @@ FINETUNE_PRESETS: dict[str, tuple[RLConfig, FinetuneConfig]] = {
                FinetuneConfig(method="rl", lr=RL_LR, max_steps=600)),
     "sft": (RLConfig(), FinetuneConfig(method="sft", lr=SFT_LR, max_steps=1500)),
     "sft_onpolicy": (RLConfig(), FinetuneConfig(method="sft_onpolicy", lr=SFT_LR, max_steps=1500)),
+    # preference training: pref options at their method's defaults (toy_models.preference), 64 pairs a step
+    "dpo": (RLConfig(), FinetuneConfig(method="dpo", lr=PREF_LR, max_steps=1500)),
+    "simpo": (RLConfig(), FinetuneConfig(method="simpo", lr=PREF_LR, max_steps=1500)),
 }
 
 
@@ -310,11 +323,16 @@ class RunSetup:
         pool = build_pool(tasks, size, t.pool_per_task, P, C, t.seed)
         self.heldout = build_pool(tasks, size, t.eval_problems, P, C, t.seed, heldout=True)
         probe = build_probe(base.graphdef, mcfg, self.ref_params, self.heldout, t.probe_size, P, C, t.seed)
+        pairs, self.pair_report = None, None
+        if t.method in PREFERENCE_METHODS:  # preference pairs from the released base's own samples, once per run
+            pairs, self.pair_report = build_pairs(base.graphdef, mcfg, self.ref_params, pool, tasks, spec.pref, P, C,
+                                                  t.seed, need=t.items_per_step)
         adapter = spec.adapter if spec.adapter.kind != "none" else None
         # lora, pissa and milora differ only in their initial factors: one compiled step serves the three
         merge_cfg = dataclasses.replace(adapter, kind="lora") if adapter and adapter.kind in ("pissa", "milora") else adapter
-        self.statics = StepStatics(base.graphdef, mcfg, t.method, spec.rl, t.optim(), t.precision, P, C, t.sft_batch,
-                                   _sharding(t.devices), merge_cfg)
+        self.statics = StepStatics(base.graphdef, mcfg, t.method, spec.rl, t.optim(), t.precision, P, C, t.items_per_step,
+                                   _sharding(t.devices), merge_cfg,
+                                   spec.pref if t.method in PREFERENCE_METHODS else None)
         mask = None
         if spec.mask.kind != "none":
             mask = masks_tree(self.ref_params, build_masks(flat_params(self.ref_params), spec.mask))
@@ -324,7 +342,7 @@ class RunSetup:
             frozen, trainable = init_adapter(self.ref_params, adapter, jax.random.key(t.seed + 23),
                                              bf16_factors=t.precision == "bf16")
             frames = principal_frames(frozen, adapter)
-        self.data = StepData(pool, probe, self.ref_params, mask, frozen, frames)
+        self.data = StepData(pool, probe, self.ref_params, mask, frozen, frames, pairs)
         self.state0 = init_state(trainable, init_opt_state(t.optim(), trainable), self.ref_params)
         self.tasks = tasks
         self.eval_key = jax.random.key(t.seed + 11)
@@ -456,6 +474,7 @@ def _train(spec: RunSpec, base: Base | None, writer, force: bool, stop_after: in
         "kl_to_base_final": setup.kl_to_base(params),
         "regime": _regime(setup, state, params, spec, step),
         "seconds": round(time.time() - t0, 2),
+        **({"pairs": setup.pair_report} if setup.pair_report else {}),
         **({"diverged_at": step + 1} if reason == "diverged" else {}),
     }
     atomic_write_json(part / "summary.json", summary)
@@ -474,6 +493,10 @@ def run_cli(command: str, preset_name: str, overrides: list[str], *, base_preset
     s = res.summary
     print(f"run: {res.directory}")
     print(f"stopped at step {s['stopped_at']} ({s['reason']}); precision {spec.train.precision}")
+    if "pairs" in s:
+        p = s["pairs"]
+        print(f"preference pairs: {p['pairs']} of {p['prompts']} training prompts ({p['num_generations']} base samples "
+              f"each; dropped {p['dropped_all_correct']} all correct, {p['dropped_all_wrong']} all wrong)")
     print(f"{'task':6s} {'base':>7s} {'final':>7s}")
     for task in s["base_acc"]:
         print(f"{task:6s} {100 * s['base_acc'][task]:6.1f}% {100 * s['final_acc'][task]:6.1f}%")

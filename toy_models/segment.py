@@ -1,8 +1,8 @@
 """Compiled training segments: the steps between two evaluations run as one jitted loop.
 
 The loop (a ``lax.fori_loop`` with a traced trip count, so segments of any length share one
-compilation) body is one fine-tuning step (``toy_models.rl.rl_step``, ``toy_models.sft.sft_step`` or
-``sft_onpolicy_step``) plus what the loop around it needs:
+compilation) body is one fine-tuning step (``toy_models.rl.rl_step``, ``toy_models.sft.sft_step``,
+``sft_onpolicy_step`` or ``toy_models.preference.preference_step``) plus what the loop around it needs:
 
 - a NaN/Inf guard: a step whose parameters or loss are not finite is not applied, and neither is any
   later step of the segment (the carry keeps the last good state; the host learns which step failed);
@@ -27,12 +27,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from toy_models.preference import preference_step
 from toy_models.rl import rl_step
 from toy_models.sft import sft_onpolicy_step, sft_step
 from toy_models.steps import StepData, StepStatics, materialize, probe_logp
 
-STEP_FUNCTIONS = {"rl": rl_step, "sft": sft_step, "sft_onpolicy": sft_onpolicy_step}
-LOSS_KEY = {"rl": "loss/policy", "sft": "loss/ce", "sft_onpolicy": "loss/ce"}
+STEP_FUNCTIONS = {"rl": rl_step, "sft": sft_step, "sft_onpolicy": sft_onpolicy_step, "dpo": preference_step,
+                  "simpo": preference_step}
+LOSS_KEY = {"rl": "loss/policy", "sft": "loss/ce", "sft_onpolicy": "loss/ce", "dpo": "loss/preference",
+            "simpo": "loss/preference"}
 
 
 @jax.tree_util.register_dataclass

@@ -1,4 +1,5 @@
-"""What the RL steps (toy_models.rl) and the SFT steps (toy_models.sft) share: the device-resident data
+"""What the RL steps (toy_models.rl), the SFT steps (toy_models.sft) and the preference steps
+(toy_models.preference) share: the device-resident data
 of a run, the static description of its step, the per-step change and probe measurements, and the
 held-out accuracy.
 
@@ -57,7 +58,8 @@ class Probe:
 class StepData:
     """Everything a step reads but never changes: problems, probe, the reference (base) parameters, an
     optional 0/1 update mask and, for adapter runs, the frozen parameters the adapter merges into (and the
-    principal frames of the off-principal adapter)."""
+    principal frames of the off-principal adapter); for DPO and SimPO runs, the preference pairs
+    (``toy_models.preference.PairSet``)."""
 
     pool: Pool
     probe: Probe
@@ -65,6 +67,7 @@ class StepData:
     mask: Any = None
     frozen: Any = None
     frames: Any = None
+    pairs: Any = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class StepStatics:
 
     graphdef: Any
     mcfg: Any
-    method: str  # "rl" | "sft" | "sft_onpolicy"
+    method: str  # "rl" | "sft" | "sft_onpolicy" | "dpo" | "simpo"
     rl: Any  # toy_models.rl.RLConfig
     optim: OptimSpec
     mode: str  # storage precision
@@ -82,6 +85,7 @@ class StepStatics:
     batch_size: int
     sharding: Any = None
     adapter: Any = None  # toy_models.adapters.AdapterConfig of an adapter run, else None
+    pref: Any = None  # toy_models.preference.PreferenceConfig of a DPO or SimPO run, else None
 
 
 @jax.tree_util.register_dataclass

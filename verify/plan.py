@@ -42,6 +42,11 @@ def describe(spec: RunSpec) -> str:
         parts.append("tasks " + "+".join(t.tasks))
     if spec.rl.beta == 0 and t.method == "rl":
         parts.append(f"beta 0, clip {spec.rl.epsilon:g}/{spec.rl.eps_high:g}")
+    if t.method in ("dpo", "simpo"):
+        pref = spec.pref
+        parts.append(f"beta {pref.beta_for(t.method):g}" + (f", gamma {pref.simpo_gamma:g}" if t.method == "simpo" else "")
+                     + (f", smoothing {pref.label_smoothing:g}" if pref.label_smoothing else "")
+                     + (", reference-free" if pref.reference_free else "") + (", ipo" if pref.loss_type == "ipo" else ""))
     for name in ("adapter", "mask", "edit"):
         sub = getattr(spec, name, None)
         if sub is not None and getattr(sub, "kind", "none") != "none":

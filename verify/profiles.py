@@ -6,6 +6,7 @@ Learning rates follow rules fixed before any verdict was read:
   median base weight (|w| ~ 0.1 here, ULP/2 ~ 2e-4), so that one Adam step is sub-ULP for most weights,
   the regime the paper describes (its runs: AdamW at 1e-6 on weights of about 1e-2). That gives 1e-4
   (``toy_models.finetune.RL_LR``).
+- DPO and SimPO: the RL rate and step cap (on the quick profile both reach +10 points in 70 steps at 1e-4).
 - SFT: the smallest of the same grid that reaches the target gain within the step cap on the tiny base
   (3e-4 did not within 800 steps; 1e-3 did in about 440): ``toy_models.finetune.SFT_LR``. SFT must first
   learn the unseen scratchpad format, so it needs larger steps than RL.
@@ -105,13 +106,13 @@ class Profile:
     def spec(self, method: str, seed: int, *, preset: str | None = None, lr: float | None = None,
              steps: int | None = None, matched: bool = True, precision: str | None = None,
              base: BaseConfig | None = None, rl: dict | None = None, **train) -> RunSpec:
-        """The RunSpec of a run of this profile: ``method`` 'rl' | 'sft' | 'sft_onpolicy', a preset (default
-        grpo_kl / sft / sft_onpolicy), the profile's lr, step cap and target gain unless given, the storage
-        ``precision`` of ``FinetuneConfig`` (fp32_master) unless given; ``rl`` and ``train`` change RLConfig /
-        FinetuneConfig fields (typed values)."""
+        """The RunSpec of a run of this profile: ``method`` 'rl' | 'sft' | 'sft_onpolicy' | 'dpo' | 'simpo', a preset
+        (default grpo_kl / sft / sft_onpolicy / dpo / simpo), the profile's lr and step cap (RL's for rl, dpo and
+        simpo, SFT's for the others) and target gain unless given, the storage ``precision`` of ``FinetuneConfig``
+        (fp32_master) unless given; ``rl`` and ``train`` change RLConfig / FinetuneConfig fields (typed values)."""
         preset = preset or {"rl": "grpo_kl"}.get(method, method)
         rl_cfg, t = FINETUNE_PRESETS[preset]
-        is_rl = t.method == "rl"
+        is_rl = t.method in ("rl", "dpo", "simpo")  # at the RL rate and step cap
         if lr is None:
             lr = self.rl_lr if is_rl else self.sft_lr
         if steps is None:

@@ -21,11 +21,13 @@ def compile_group(kind: str, data: dict) -> Hashable:
     A heuristic for ordering only: two items under one key that compile differently cost a compile, never a
     wrong result. Kept: everything that is static in the steps (``StepStatics``: model, method, RL options,
     optimizer but its rate, precision, batch, devices, the adapter's shape, pissa and milora sharing lora's
-    step), the data shapes (pool, held-out set and probe sizes), whether a mask is present, and the static
-    segment length; dropped: rates, seeds, step counts and stopping rules (traced or outside the steps), the
+    step, the preference options of DPO and SimPO runs), the data shapes (pool, held-out set and probe sizes;
+    a preference run's pair set has the pool's row count whatever the seed), whether a mask is present, and
+    the static segment length; dropped: rates, seeds, step counts and stopping rules (traced or outside the steps), the
     base's pretraining settings and the edit (they change weights, not programs)."""
     from toy_models.config import from_dict
     from toy_models.finetune import RunSpec, segment_ends
+    from toy_models.preference import PREFERENCE_METHODS
     from toy_models.pretrain import BaseConfig
 
     if kind == "base":
@@ -40,7 +42,7 @@ def compile_group(kind: str, data: dict) -> Hashable:
         adapter = dataclasses.replace(adapter, kind="lora")
     return ("run", spec.base.model, spec.base.corpus.lengths, spec.rl, t.method, t.optim(), t.precision,
             spec.batch_sequences, t.devices, t.pool_per_task * n, t.eval_problems * n, t.probe_size, length, adapter,
-            spec.mask.kind != "none", spec.mask.other)
+            spec.mask.kind != "none", spec.mask.other, spec.pref if t.method in PREFERENCE_METHODS else None)
 
 
 def pick(groups: list[Hashable], compiled: set, compiling: set) -> int:

@@ -50,6 +50,16 @@ def test_pissa_and_milora_share_loras_step_and_bases_key_on_their_shape():
     assert compile_group("base", base) == compile_group("base", to_dict(P.random_base()))
 
 
+def test_preference_runs_share_a_program_across_seeds_and_rates_and_split_on_their_options():
+    dpo = P.spec("dpo", 0)
+    assert key(dpo) == key(P.spec("dpo", 1, lr=3e-4))  # the pair set is padded to the pool's rows: same shapes
+    assert key(P.rl(0)) == key(P.rl(0).replace(pref__beta=0.5))  # other methods never read the pref section
+    others = [P.spec("simpo", 0), dpo.replace(pref__beta=0.5), dpo.replace(pref__label_smoothing=0.1),
+              dpo.replace(pref__reference_free=True), dpo.replace(pref__loss_type="ipo"), P.sft(0), P.rl(0)]
+    keys = [key(dpo)] + [key(s) for s in others]
+    assert len(set(keys)) == len(keys)
+
+
 def test_pick_starts_new_programs_then_compiled_ones_then_duplicates():
     assert pick(["a", "a", "b"], compiled=set(), compiling={"a"}) == 2  # b's first run before a second a
     assert pick(["a", "b"], compiled={"b"}, compiling={"a"}) == 1  # a compiled b before a duplicate a
