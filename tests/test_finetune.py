@@ -240,7 +240,8 @@ def test_four_devices_match_one_device(tmp_path):
 @pytest.mark.parametrize("mode", ["fp32", "bf16", "fp32_master"])
 def test_compiled_segment_equals_the_step_loop(runs, mode):
     """Four steps as one compiled loop (toy_models.segment.train_segment) against the same body jitted alone and
-    called four times: the float32 bits of the parameters and the accumulators agree in every storage mode."""
+    called four times: the float32 bits of the parameters agree in every storage mode, the change accumulator
+    to float32 round-off."""
     import toy_models.finetune as F
     from toy_models.optim import init_opt_state
     from toy_models.segment import init_state, train_segment, train_step
@@ -257,8 +258,14 @@ def test_compiled_segment_equals_the_step_loop(runs, mode):
     for t in range(4):
         loop, plp, _, ok = train_step(st, loop, plp, setup.data, lr, setup.run_key, setup.data_key, jnp.int32(t))
         assert bool(ok)
-    for name, a, b in (("params", seg.trainable, loop.trainable), ("change_sum", seg.change_sum, loop.change_sum)):
-        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-            np.testing.assert_array_equal(np.asarray(x).view(np.uint32), np.asarray(y).view(np.uint32), err_msg=name)
+    for x, y in zip(jax.tree.leaves(seg.trainable), jax.tree.leaves(loop.trainable)):
+        np.testing.assert_array_equal(np.asarray(x).view(np.uint32), np.asarray(y).view(np.uint32), err_msg="params")
+    # The regime accumulator is a running float32 sum of signed changes: on some CPUs (AVX-512 Xeon, measured
+    # 2026-12-06) XLA fuses its add differently inside the loop than in the step jitted alone, which moved 1 of 32
+    # entries by up to 5 ULPs of a sum with cancellation. The parameters above stay bit-identical; the accumulator
+    # is held to 1e-6 of the summed absolute change of each entry (float32 round-off of 4 adds is below 5e-7).
+    for x, y, a in zip(jax.tree.leaves(seg.change_sum), jax.tree.leaves(loop.change_sum), jax.tree.leaves(loop.abs_change_sum)):
+        x, y, a = (np.asarray(v, np.float64) for v in (x, y, a))
+        assert np.all(np.abs(x - y) <= 1e-6 * a + 1e-30), float(np.max(np.abs(x - y) / (a + 1e-30)))
     assert any(not np.array_equal(np.asarray(x), np.asarray(y))
                for x, y in zip(jax.tree.leaves(seg.trainable), jax.tree.leaves(setup.ref_params)))
