@@ -1179,6 +1179,7 @@ def regime_numbers(w0, w1, change_sum, abs_change_sum, grad_seen, lr, steps) -> 
       ``drift_ratio``, ``walk_ratio``); sign_consistency: median over eligible weights with
       abs_change_sum > 0; lr_ratio: median lr / half-ULP (the section 7 table row); step_fraction:
       median abs_change_sum / (lr T) (Adam's mean step in units of lr); median_abs_w0 (eligible);
+      relative_update_norm: median over the 2-D tensors of ||w1 - w0||_F / ||w0||_F (published RLVR: about 1e-3);
     - steps, lr, n, untouched_share;
     - sparsity_bf16_all / _eligible: bf16 export, ``changed_mask_bitwise(w0, to_bf16(w1))``;
       sparsity_fp32_all / _eligible: fp32 bits, ``changed_mask_fp32(w0, w1)``;
@@ -1261,6 +1262,8 @@ def regime_numbers(w0, w1, change_sum, abs_change_sum, grad_seen, lr, steps) -> 
         "lr_ratio": _json_float(inverse_half_ulp * rate),
         "step_fraction": _json_float(step_fraction),
         "median_abs_w0": _json_float(_median_or_nan(p["abs_w0"])),
+        "relative_update_norm": _json_float(_median_or_nan(np.asarray(
+            [v["relative_update_norm"] for v in per_tensor.values() if v["relative_update_norm"] is not None], np.float64))),
         "untouched_share": split_bf16["untouched_share"],
         "sparsity_bf16_all": split_bf16["sparsity_all"],
         "sparsity_bf16_eligible": _json_float(split_bf16["sparsity_eligible"]),

@@ -16,8 +16,8 @@ from verify.execute import execute
 from verify.finish import finish
 from verify.plan import build_plan
 from verify.profiles import get_profile
-from verify.registry import CLAIM_MODULES, INCONCLUSIVE, Verdict, load, load_all, report_sections
-from verify.report import line, write_report
+from verify.registry import CLAIM_MODULES, ERROR, Verdict, load, load_all, report_sections
+from verify.report import line, run_meta, tallies, write_report
 from verify.report_folder import default_out, prepare_out
 from verify.runs import Context
 
@@ -51,17 +51,27 @@ def choose(target: str):
     return list(load(ids).values())
 
 
+def crash_text(e: BaseException) -> str:
+    """One sentence for a claim that crashed: the exception and the innermost frame of this project it came from
+    (the file a CheckpointError or RunNotReady names is in its message)."""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if "site-packages" not in f.filename]
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(e).__name__}: {e}{where}"
+
+
 def decide(chosen, ctx_factory) -> list[tuple]:
-    """Run every chosen claim's measurement on finished runs and finish it into a Verdict."""
+    """Run every chosen claim's measurement on finished runs and finish it into a Verdict; a claim that crashes
+    reads ERROR with what it failed on, and the others still run."""
     results = []
     for c in chosen:
         ctx = ctx_factory(c.id)
         t = time.time()
         try:
             v = finish(c, c.evaluate(ctx), ctx)
-        except Exception as e:  # a crashed check is reported, not hidden, and the others still run
+        except Exception as e:  # a crashed claim is reported, not hidden, and the others still run
             traceback.print_exc()
-            v = Verdict(c.id, INCONCLUSIVE, f"check failed: {type(e).__name__}: {e}")
+            text = crash_text(e)
+            v = Verdict(c.id, ERROR, f"crashed: {text}", kind=c.kind, error=text)
         results.append((c, v, time.time() - t))
     return results
 
@@ -118,13 +128,18 @@ def run_claims(target: str, profile_name: str, out: str | None, *, quiet: bool =
     meta = {"seeds": list(profile.seeds), "base_dir": str(base.directory), "base_pass_rates": base.pass_rates,
             "seconds": round(time.time() - t0, 1), "seconds_training": round(t_exec, 1),
             "seconds_deciding": round(t_decide, 1),
-            "runs": len(plan.runs), "runs_executed": missing, "workers": workers, "executor": executor}
+            "runs": len(plan.runs), "runs_executed": missing, "workers": workers, "executor": executor, **run_meta()}
     pairs = [(c, v) for c, v, _ in results]
     meta["sections"] = [text for text in (fn(pairs) for fn in report_sections()) if text]
     md = write_report(out_dir, profile.name, pairs, meta)
     print("")
     for c, v, sec in results:
         print(f"[{sec:6.1f} s] " + line(c, v) if not quiet else line(c, v))
+    print(tallies(pairs))
     if not quiet:
         print(f"\nreport: {md} ({time.time() - t0:.0f} s; training {t_exec:.0f} s, deciding {t_decide:.0f} s)")
+    crashed = [c.id for c, v, _ in results if v.status == ERROR]
+    if crashed:
+        print(f"error: {len(crashed)} claim(s) crashed: {', '.join(crashed)} (see ERROR in the report).", file=sys.stderr)
+        return 1
     return 0

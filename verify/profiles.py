@@ -92,6 +92,25 @@ class Profile:
     # geometry.intervention's SGD rate rule: (sqrt(n_grad), |g_1|), the medians over the profile's main RL runs of
     # norm/update / lr and of norm/grad at step 1; None: derived (verify.experiments.cases.sgd_lr)
     sgd_first_step: tuple[float, float] | None = None
+    # equal update size (docs/science.md section 6): steps of the SFT run at the RL rate whose snapshots (one every
+    # eval_every steps) are read at the RL runs' update size; None: 0.4 max_steps rounded to eval_every (quick: 160,
+    # where SFT at lr 1e-4 reaches twice the quick RL runs' median drift ratio and ||dW|| / ||W||, measured 2026-12-06)
+    size_steps: int | None = None
+    # RL from the random init (control.random_base): steps; None: 0.3 max_steps rounded to eval_every (quick: 120,
+    # the median stop of the matched RL runs)
+    random_base_steps: int | None = None
+
+    @property
+    def equal_size_steps(self) -> int:
+        """Steps of the SFT run at the RL rate read at equal update size: ``size_steps`` or its rule."""
+        ev = self.eval_every
+        return self.size_steps or max(3 * ev, round(0.4 * self.max_steps / ev) * ev)
+
+    @property
+    def random_init_steps(self) -> int:
+        """Steps of the RL runs from the random init: ``random_base_steps`` or its rule."""
+        ev = self.eval_every
+        return self.random_base_steps or max(ev, round(0.3 * self.max_steps / ev) * ev)
 
     @property
     def cases(self) -> CaseSizes:

@@ -18,14 +18,26 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 from verify.runsets import leaves
 
-REPRODUCED = "REPRODUCED"
-NOT_REPRODUCED = "NOT REPRODUCED"
-INCONCLUSIVE = "INCONCLUSIVE"
-STATUSES = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
+from verify.rules import (  # noqa: F401  (statuses re-exported for the claim modules)
+    CHECK_STATUSES,
+    CLAIM_STATUSES,
+    CONTROL_FAILED,
+    ERROR,
+    FAIL,
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    PASS,
+    REPRODUCED,
+    ControlResult,
+    Outcome,
+)
+
+STATUSES = CLAIM_STATUSES + CHECK_STATUSES  # what a rule may return (CONTROL FAILED and ERROR: the finisher's)
+KINDS = ("claim", "check")
 
 
 def _check_status(status: str) -> None:
@@ -49,46 +61,47 @@ class Estimate:
         return f"{self.mean:{fmt}} [{self.low:{fmt}}, {self.high:{fmt}}]"
 
 
-@dataclass(frozen=True)
-class Control:
-    """A control of a claim: a planted or swapped input on which the same decision rule must come out
-    REPRODUCED (``positive``) or not REPRODUCED (``negative``)."""
-
-    kind: Literal["positive", "negative"]
-    name: str
-    status: str
-
-    def __post_init__(self):
-        _check_status(self.status)
-
-    @property
-    def flips(self) -> bool:
-        """True when the control came out the way it must (so the rule can flip)."""
-        return (self.status == REPRODUCED) == (self.kind == "positive")
+Control = ControlResult  # a control's outcome: kind positive | negative | placebo, its name and status
 
 
 def positive(name: str, status: str) -> Control:
-    """A positive control: must come out REPRODUCED."""
+    """A positive control (a planted effect): must come out REPRODUCED (claims) or PASS (checks)."""
+    _check_status(status)
     return Control("positive", name, status)
 
 
 def negative(name: str, status: str) -> Control:
-    """A negative control: must not come out REPRODUCED."""
+    """A negative control (a run or null in which the effect is absent by construction): must not come out
+    REPRODUCED or PASS."""
+    _check_status(status)
     return Control("negative", name, status)
+
+
+def placebo(name: str, status: str) -> Control:
+    """A step-size placebo (the comparator role played by the same RL algorithm at the comparator's rate): must not
+    come out REPRODUCED; if it does, the claim is explained by update size."""
+    _check_status(status)
+    return Control("placebo", name, status)
 
 
 @dataclass
 class Measurement:
-    """What a claim function returns: the status its rule gave, the numbers, the controls, the figures
-    (matplotlib figures, unsaved), the runs it rests on (for stop notes and regime numbers) and notes."""
+    """What a claim function returns: the status its rule gave (REPRODUCED / NOT REPRODUCED / INCONCLUSIVE for a
+    claim, PASS / FAIL for a check), the headline and numbers, the controls, the rule outcomes that decided it
+    (``outcomes``) and the same rule on other inputs reported beside it (``descriptive``: e.g. SFT at its customary
+    rate), qualifiers the claim computes (e.g. 'vacuous'), unsaved figures, the runs it rests on (a list, or
+    {role: runs} so the report keeps matched runs, controls and placebos apart) and notes."""
 
     status: str
     headline: str
     numbers: dict[str, Any]
     controls: list[Control]
     figures: list[Any] = field(default_factory=list)
-    runs: list[Any] = field(default_factory=list)
+    runs: Any = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    descriptive: dict[str, Outcome] = field(default_factory=dict)
+    qualifiers: tuple[str, ...] = ()
 
     def __post_init__(self):
         _check_status(self.status)
@@ -96,20 +109,38 @@ class Measurement:
 
 @dataclass
 class Verdict:
-    """What a claim check concluded, with the numbers that decided it (the report's row)."""
+    """What a claim or check concluded (the report's row): the final status after the controls (CONTROL FAILED
+    when one did not come out the way it must, ERROR when the claim crashed), the rule's own status, the
+    qualifiers of the verdict cell, the outcomes with their intervals, floors or margins and smallest detectable
+    effects, the controls, regime numbers per role and every run used."""
 
     claim_id: str
     status: str
     headline: str
+    kind: str = "claim"
+    rule_status: str = ""
+    qualifiers: list[str] = field(default_factory=list)
+    control_failure: str = ""
+    outcomes: dict[str, Any] = field(default_factory=dict)
+    descriptive: dict[str, Any] = field(default_factory=dict)
     numbers: dict[str, Any] = field(default_factory=dict)
-    controls: dict[str, str] = field(default_factory=dict)  # "positive: name" / "negative: name" -> status
+    controls: list[dict] = field(default_factory=list)  # {"kind", "name", "status", "holds"}
     figures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    regime: dict[str, Any] = field(default_factory=dict)  # per method: median regime numbers of the runs used
-    runs: list[dict] = field(default_factory=list)  # every run used: its spec summary and regime numbers
+    regime: dict[str, Any] = field(default_factory=dict)  # per role: median regime numbers of the runs used
+    runs: list[dict] = field(default_factory=list)  # every run used: its spec summary, role and regime numbers
+    error: str = ""
 
     def __post_init__(self):
-        _check_status(self.status)
+        if self.status not in STATUSES + (CONTROL_FAILED, ERROR):
+            raise ValueError(f"A verdict's status must be one of {STATUSES + (CONTROL_FAILED, ERROR)}, got {self.status!r}.")
+        if self.kind not in KINDS:
+            raise ValueError(f"A verdict's kind must be one of {KINDS}, got {self.kind!r}.")
+
+    @property
+    def cell(self) -> str:
+        """The verdict cell: status and qualifiers, e.g. 'INCONCLUSIVE (at the edge, underpowered)'."""
+        return self.status + (f" ({', '.join(self.qualifiers)})" if self.qualifiers else "")
 
     def to_json(self) -> dict:
         """Plain-dict form for report.json."""
@@ -129,6 +160,7 @@ class Claim:
     runs: Callable  # (Profile) -> run set (verify.runsets)
     measure: Callable  # (Context, run set of finished runs) -> Measurement
     sweep: bool = False  # a grid of many runs: left out of `all`, run by `sweeps` or `everything` or by id
+    kind: str = "claim"  # "claim" (REPRODUCED / NOT REPRODUCED / INCONCLUSIVE) or "check" (PASS / FAIL)
 
     def specs(self, profile) -> list:
         """Every RunSpec the claim reads on ``profile`` (the leaves of its run set), for the plan."""
@@ -158,10 +190,13 @@ CLAIMS: dict[str, Claim] = {}  # the claims registered so far (their modules imp
 
 
 def claim(claim_id: str, *, paper: tuple[str, ...], title: str, paper_number: str, rule: str, runs: Callable,
-          sweep: bool = False):
+          sweep: bool = False, kind: str = "claim"):
     """Decorator: register the decorated ``(ctx, runs) -> Measurement`` function as claim ``claim_id``, which
     ``CLAIM_MODULES`` must name with the decorated function's module; ``sweep`` marks a claim whose runs are a
-    grid (tens of runs per profile), which `all` leaves to `sweeps`."""
+    grid (tens of runs per profile), which `all` leaves to `sweeps`; ``kind`` "check" marks a theorem, identity
+    or instrument check (PASS / FAIL, never counted as reproducing the paper)."""
+    if kind not in KINDS:
+        raise ValueError(f"Claim {claim_id!r}: kind must be one of {KINDS}, got {kind!r}.")
 
     def register(fn: Callable) -> Callable:
         module = CLAIM_MODULES.get(claim_id)
@@ -170,7 +205,7 @@ def claim(claim_id: str, *, paper: tuple[str, ...], title: str, paper_number: st
                              "verify.registry.CLAIM_MODULES.")
         if claim_id in CLAIMS:
             raise ValueError(f"Claim id {claim_id!r} is registered twice.")
-        CLAIMS[claim_id] = Claim(claim_id, tuple(paper), title, paper_number, rule, runs, fn, sweep)
+        CLAIMS[claim_id] = Claim(claim_id, tuple(paper), title, paper_number, rule, runs, fn, sweep, kind)
         return fn
 
     return register

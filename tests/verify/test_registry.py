@@ -73,6 +73,8 @@ def test_a_claim_receives_its_run_set_finished():
 
 def test_statuses_are_checked():
     with pytest.raises(ValueError, match="status"):
-        registry.Control("positive", "x", "MAYBE")
+        registry.positive("x", "MAYBE")
+    with pytest.raises(ValueError, match="kind"):
+        registry.claim("x", paper=(), title="t", paper_number="n", rule="r", runs=lambda p: [], kind="maybe")
     with pytest.raises(ValueError, match="status"):
         Measurement("YES", "h", {}, [])

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as sps
 
+from verify.comparison import compare, size_note
 from verify.controls.updates import hand_made_probe_mismatches, planted_disagreement, planted_sparsity, sub_ulp_share
+from verify.experiments.compared import Compared, compared
 from verify.experiments.matched import Matched, bf16_every_step, lr_sweep, matched
 from verify.figures import gates as fig
 from verify.measures.sparsity import (
@@ -17,67 +19,82 @@ from verify.measures.sparsity import (
     untouched_share,
     visibility_agreement,
 )
-from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, Measurement, claim, decide_positive, negative, positive
+from verify.registry import FAIL, PASS, Measurement, claim, negative, positive
+from verify.rules import AtLeast, Interval, all_of
 from verify.stats import over_seeds
 
-MIN_RL_SPARSITY = 0.20  # "sparse" needs at least this share unchanged (the paper's RL range is 36 to 92 %)
 VISIBLE_AGREEMENT = 0.99  # the half-ULP rule must predict the changed export for at least this share of weights
+RL_SPARSE = AtLeast("RL bf16 sparsity", 0.36, "paper: lowest published RL sparsity, C1")
+RL_ABOVE = AtLeast("RL - comparator bf16 sparsity", 0.17, "paper: lowest RL sparsity 0.36 minus highest SFT 0.188")
 
 
-def decide_sparsity(rl_values, sft_values) -> tuple[str, object]:
-    """RL sparser than SFT (CI of per-seed difference above 0) and RL sparse (CI of RL sparsity above
-    MIN_RL_SPARSITY); a difference without sparsity is NOT REPRODUCED."""
-    diff = over_seeds(np.asarray(rl_values) - np.asarray(sft_values))
-    status = decide_positive(diff)
-    if status == REPRODUCED and over_seeds(rl_values).low < MIN_RL_SPARSITY:
-        status = NOT_REPRODUCED
-    return status, diff
+def decide_sparsity(rl_values, rl_minus_comparator) -> tuple[str, object, object]:
+    """C1 rule on per-seed numbers: RL sparse (95 % interval of RL sparsity wholly above 0.36) and sparser than its
+    comparator (interval of the per-seed difference wholly above 0.17); either wholly below -> NOT REPRODUCED.
+    Returns (status, RL outcome, difference outcome)."""
+    a, b = RL_SPARSE.decide(Interval.of(rl_values)), RL_ABOVE.decide(Interval.of(rl_minus_comparator))
+    return all_of(a, b), a, b
 
 
-@claim("gate3.sparsity", paper=("C1", "C6"), title="bf16 update sparsity: RL above SFT",
+def sparsity_difference(rl, comparator) -> float:
+    """bf16 sparsity of ``rl`` minus that of ``comparator`` (a finished run or a run read at a snapshot)."""
+    return bf16_sparsity(rl) - bf16_sparsity(comparator)
+
+
+@claim("gate3.sparsity", paper=("C1", "C6"), title="bf16 update sparsity: RL sparse, and sparser than SFT",
        paper_number="RL 36-92 %, SFT 0.6-18.8 %",
-       rule=f"per-seed RL-SFT sparsity difference CI > 0 and RL sparsity CI above {MIN_RL_SPARSITY}", runs=matched)
-def sparsity(ctx, runs: Matched) -> Measurement:
-    """gate3.sparsity (C1): bf16-export sparsity of matched RL against SFT, fp32 storage as negative control."""
-    rl_b, sft_b = [bf16_sparsity(r) for r in runs.rl], [bf16_sparsity(r) for r in runs.sft]
+       rule=f"{RL_SPARSE.text}; and {RL_ABOVE.text}, the comparator being SFT at the RL rate read at the RL run's drift "
+            "ratio (decisive; SFT at its customary rate reported beside it)", runs=compared)
+def sparsity(ctx, runs: Compared) -> Measurement:
+    """gate3.sparsity (C1): bf16-export sparsity of matched RL, and RL against SFT at equal drift ratio; fp32 storage,
+    the next seed's RL and RL at the SFT rate (placebo) as controls."""
+    rl_b = [bf16_sparsity(r) for r in runs.rl]
+    cmp = compare(ctx, runs, sparsity_difference, RL_ABOVE, by="drift_ratio")
+    rl_out = RL_SPARSE.decide(Interval.of(rl_b))
+    status = all_of(rl_out, cmp.decisive)
     rl_f, sft_f = [fp32_sparsity(r) for r in runs.rl], [fp32_sparsity(r) for r in runs.sft]
-    status, diff = decide_sparsity(rl_b, sft_b)
-    neg, _ = decide_sparsity(rl_f, sft_f)
-    pos, _ = decide_sparsity([planted_sparsity(s, True) for s in range(3)], [planted_sparsity(s, False) for s in range(3)])
-    rl_e, sft_e = over_seeds(rl_b), over_seeds(sft_b)
+    fp32_status = RL_SPARSE.decide(Interval.of(rl_f)).status  # fp32 bits: no precision readout by construction
+    pos, _, _ = decide_sparsity([planted_sparsity(s, True) for s in range(3)],
+                                [planted_sparsity(s, True) - planted_sparsity(s, False) for s in range(3)])
+    sft_b = [bf16_sparsity(r) for r in runs.sft]
+    eq_b = [bf16_sparsity(v) for v in cmp.equal_size]
     rl_el, sft_el = over_seeds([eligible_sparsity(r) for r in runs.rl]), over_seeds([eligible_sparsity(r) for r in runs.sft])
     untouched = over_seeds([untouched_share(r) for r in runs.rl])
     return Measurement(
-        status, f"RL {rl_e.text('.2f')} vs SFT {sft_e.text('.2f')} (diff {diff.text('.2f')}); over parameters that "
-                f"received a gradient RL {rl_el.text('.2f')} vs SFT {sft_el.text('.2f')}",
-        numbers={"rl_sparsity": rl_e, "sft_sparsity": sft_e, "difference": diff,
+        status, f"RL {Interval.of(rl_b).text('.2f')}; RL - SFT at equal drift {cmp.decisive.interval.text('+.2f')} "
+                f"(SFT there {Interval.of(eq_b).text('.2f')}); at SFT's customary rate RL - SFT "
+                f"{cmp.outcomes['customary'].interval.text('+.2f')} (SFT {Interval.of(sft_b).text('.2f')}); placebo "
+                f"RL - RL at the SFT rate {cmp.outcomes['placebo'].interval.text('+.2f')}",
+        numbers={"rl_sparsity": over_seeds(rl_b), "sft_sparsity": over_seeds(sft_b), "sft_equal_size_sparsity": over_seeds(eq_b),
+                 "placebo_sparsity": over_seeds([bf16_sparsity(r) for r in runs.placebo]),
                  "rl_sparsity_eligible": rl_el, "sft_sparsity_eligible": sft_el, "untouched_share": untouched,
                  "rl_sparsity_fp32": over_seeds(rl_f), "sft_sparsity_fp32": over_seeds(sft_f)},
-        controls=[negative("fp32 storage (master weights, float32 bits)", neg),
-                  positive("planted sub-ULP vs large updates", pos)],
-        figures=[fig.sparsity_bars(runs.seeds, rl_b, sft_b, rl_f, sft_f)], runs=list(runs.rl) + list(runs.sft),
-        notes=[f"{100 * untouched.mean:.1f} % of the parameters never received a gradient (unused embedding and "
-               "position rows); they count as unchanged in the first pair of numbers and are left out of the second."],
+        controls=[positive("planted sub-ULP against large updates", pos),
+                  negative("fp32 storage (master weights, float32 bits) through the RL-sparsity rule", fp32_status),
+                  *cmp.controls()],
+        outcomes={"RL sparsity": rl_out, "RL - SFT at equal drift ratio": cmp.decisive},
+        descriptive=cmp.descriptive(),
+        figures=[fig.sparsity_bars(runs.seeds, rl_b, sft_b, rl_f, sft_f)], runs=cmp.runs,
+        notes=[size_note(ctx, cmp, "drift_ratio"),
+               f"{100 * untouched.mean:.1f} % of the parameters never received a gradient (unused embedding and "
+               "position rows); they count as unchanged in the sparsity and are left out of the 'eligible' numbers "
+               f"(RL {rl_el.text('.2f')}, SFT {sft_el.text('.2f')})."],
     )
 
 
 def decide_sweep(lrs, sparsity_by_lr) -> tuple[str, float]:
-    """Sparsity falls with learning rate: Spearman rho <= -0.8 over (lr, seed-mean sparsity), the smallest
-    lr keeps >= 0.5 unchanged and the largest < 0.1. Fails -> NOT REPRODUCED; mixed -> INCONCLUSIVE."""
+    """Check: sparsity falls with learning rate (Spearman rho <= -0.8 over (lr, seed-mean sparsity)), the smallest
+    lr keeps >= 0.5 unchanged and the largest < 0.1 -> PASS; else FAIL. Rounding arithmetic: a bigger step crosses
+    more half-ULPs, so this checks the instrument, not the paper."""
     means = [float(np.mean(v)) for v in sparsity_by_lr]
     rho = float(sps.spearmanr(lrs, means).statistic) if len(set(means)) > 1 else 0.0
-    checks = [rho <= -0.8, means[0] >= 0.5, means[-1] < 0.1]
-    if all(checks):
-        return REPRODUCED, rho
-    if not checks[0] and not checks[1]:
-        return NOT_REPRODUCED, rho
-    return INCONCLUSIVE, rho
+    return (PASS if rho <= -0.8 and means[0] >= 0.5 and means[-1] < 0.1 else FAIL), rho
 
 
 @claim("gate3.lr_sweep", paper=("C6",), title="sparsity disappears as the learning rate grows",
        paper_number="no numbers (qualitative)",
-       rule="Spearman rho(lr, sparsity) <= -0.8, sparsity >= 0.5 at the smallest lr and < 0.1 at the largest",
-       runs=lr_sweep)
+       rule="check: Spearman rho(lr, sparsity) <= -0.8, sparsity >= 0.5 at the smallest lr and < 0.1 at the largest",
+       runs=lr_sweep, kind="check")
 def sweep(ctx, runs) -> Measurement:
     """gate3.lr_sweep (C6): RL sparsity across learning rates at a fixed step count; fp32 storage as control."""
     p = ctx.profile
@@ -104,13 +121,13 @@ def sweep(ctx, runs) -> Measurement:
 
 
 def decide_probe(counts) -> str:
-    """The relative probe equals bitwise truth on every weight (0 mismatches)."""
-    return REPRODUCED if counts["relative_mismatch"] == 0 else NOT_REPRODUCED
+    """Check: the relative probe equals bitwise truth on every weight (0 mismatches) -> PASS; else FAIL."""
+    return PASS if counts["relative_mismatch"] == 0 else FAIL
 
 
 @claim("gate3.probes", paper=("C2",), title="the 1e-3 relative probe equals bitwise equality; 1e-5 absolute probe errs",
        paper_number="eta < 2^-9 equals bitwise; absolute probe wrong for large and tiny weights",
-       rule="0 mismatches between the eta=1e-3 probe and bitwise bf16 equality", runs=matched)
+       rule="check: 0 mismatches between the eta=1e-3 probe and bitwise bf16 equality", runs=matched, kind="check")
 def probes(ctx, runs: Matched) -> Measurement:
     """gate3.probes (C2): the eta=1e-3 relative probe against bitwise bf16 truth; absolute-probe errors."""
     all_runs = list(runs.rl) + list(runs.sft)
@@ -129,14 +146,14 @@ def probes(ctx, runs: Matched) -> Measurement:
 
 
 def decide_visibility(agreement: float) -> str:
-    """The half-ULP rule predicts which exported weights changed for at least 99 % of weights."""
-    return REPRODUCED if agreement >= VISIBLE_AGREEMENT else NOT_REPRODUCED
+    """Check: the half-ULP rule predicts which exported weights changed for at least 99 % of weights -> PASS."""
+    return PASS if agreement >= VISIBLE_AGREEMENT else FAIL
 
 
 @claim("gate3.visibility", paper=("C9", "C6"), title="a stored weight changes iff |dw| >= ULP/2",
        paper_number="smallest visible relative change 0.195-0.391 %",
-       rule="half-ULP rule predicts the changed export for >= 99 % of weights",
-       runs=lambda p: {"master": matched(p).rl, "every_step": bf16_every_step(p)})
+       rule="check: the half-ULP rule predicts the changed export for >= 99 % of weights",
+       runs=lambda p: {"master": matched(p).rl, "every_step": bf16_every_step(p)}, kind="check")
 def visibility(ctx, runs) -> Measurement:
     """gate3.visibility (C9): half-ULP rule against measured export changes; the two storage regimes."""
     master, every = runs["master"], runs["every_step"]
