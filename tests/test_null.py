@@ -183,3 +183,25 @@ def test_bad_arguments_name_the_argument():
         N.fit_drift(N.magnitude_counts(w0), N.magnitude_counts(w0) + 1)
     with pytest.raises(ValueError, match="two masks"):
         N.runs_null(w0, [np.zeros((4, 4), bool)])
+
+
+def test_a_null_mask_keeps_the_changed_share_of_each_stratum_and_nothing_else():
+    """null_mask: the draw's changed share per equal-ULP stratum matches the observed one (within binomial noise),
+    and a planted structure (changes only in the first half of the rows) does not survive the draw."""
+    import numpy as np
+
+    from theory.null import magnitude_bits, null_mask
+    from theory.precision import half_ulp_bf16, to_bf16
+
+    rng = np.random.default_rng(0)
+    w0 = to_bf16(rng.normal(0, 0.1, (400, 100))).astype(np.float32)
+    changed = np.zeros(w0.shape, bool)
+    changed[:200] = rng.random((200, 100)) < 0.02 / (half_ulp_bf16(w0[:200]) * 1e3)
+    draw = null_mask(w0, changed, np.random.default_rng(1))
+    levels = half_ulp_bf16(w0)
+    for h in np.unique(levels):
+        sel = levels == h
+        if sel.sum() > 2000:
+            assert abs(draw[sel].mean() - changed[sel].mean()) < 4 * np.sqrt(changed[sel].mean() / sel.sum()) + 1e-3
+    assert changed[200:].sum() == 0 and draw[200:].sum() > 0.3 * draw.sum()
+    assert magnitude_bits(w0).shape == w0.shape

@@ -469,6 +469,19 @@ def magnitude_null(w0, changed, regions: Mapping[str, object] | None = None, *, 
     return magnitude_null_from_counts(counts, changed_counts, reg, fp16_changed=fp16, draws=draws, rng=rng)
 
 
+def null_mask(w0, changed, rng) -> np.ndarray:
+    """One draw of the magnitude-matched null's changed mask: each weight changes independently with the probability
+    the per-stratum drift fitted to ``changed`` gives its stored magnitude (``fit_drift``), so the draw's expected
+    changed share equals the observed one in every equal-ULP stratum and nothing else of ``changed`` survives. The
+    toy claims run their rules on such draws as the negative control 'effect absent by construction'."""
+    a = _base(w0)
+    bits = magnitude_bits(a)
+    ch = _bool("changed", changed, a.shape)
+    counts = np.bincount(bits.ravel(), minlength=MAGNITUDES).astype(np.int64)
+    fit = fit_drift(counts, np.bincount(bits[ch], minlength=MAGNITUDES).astype(np.int64))
+    return rng.random(a.shape) < fit.p_bf16[bits]
+
+
 def null_rng(name: str, seed: int = 0) -> np.random.Generator:
     """The generator of a tensor's null draws: seeded by (seed, CRC-32 of its name), so the analyzer and a
     direct call on the same tensor draw the same numbers."""
