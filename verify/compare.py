@@ -1,7 +1,7 @@
 """Compare two report.json files on what a verify call concluded: claims, verdicts, numbers, controls, notes.
 
-Timings, the worker count and executor, the base model's folder and how many runs this call trained are left
-out, and the source-hash part of every run folder name (``rl-<source hash>-<config hash>``) is masked, so a
+Timings, the worker count and executor, the base model's folder, how many runs this call trained, the commit, date
+and library versions are left out, and the source-hash part of every run folder name (``rl-<source hash>-<config hash>``) is masked, so a
 report made after a code change that retrained identical runs compares equal to the one before it. Floats
 compare exactly (NaN equals NaN): a restructuring must not move a single bit of a result.
 
@@ -16,8 +16,9 @@ import re
 import sys
 from pathlib import Path
 
-IGNORED_META = ("seconds", "seconds_training", "seconds_deciding", "base_dir", "runs_executed", "workers", "executor")
-RUN_NAME = re.compile(r"\b(base|rl|sft|sft_onpolicy)-[0-9a-f]{10}-([0-9a-f]{16})\b")
+IGNORED_META = ("seconds", "seconds_training", "seconds_deciding", "base_dir", "runs_executed", "workers", "executor",
+                "commit", "date", "versions")
+RUN_NAME = re.compile(r"\b(base|rl|sft|sft_onpolicy|dpo|simpo)-[0-9a-f]{10}-([0-9a-f]{16})\b")
 
 
 def normalised(report: dict) -> dict:
