@@ -2,6 +2,7 @@
 
 Contents
 - rounding to bf16 (ml_dtypes reference, JAX cast), uint16 bit views, the bf16 ULP;
+- rounding to fp16 (IEEE binary16), its ULP and the changed mask of an fp16 export (precision counterfactual);
 - exact visibility of an update to a stored bf16 weight, the paper's half-ULP rule, and the exact
   threshold in each direction (so the rule's errors can be counted);
 - the change probes: relative (paper, eta = 1e-3), absolute (Mukherjee et al., tol = 1e-5), bitwise;
@@ -55,6 +56,13 @@ __all__ = [
     "to_bf16_jax",
     "bf16_bits",
     "ulp_bf16",
+    "FP16_MAX",
+    "FP16_MIN_NORMAL",
+    "FP16_SUBNORMAL_SPACING",
+    "to_fp16",
+    "ulp_fp16",
+    "half_ulp_fp16",
+    "changed_mask_fp16",
     "bf16_add",
     "is_visible",
     "half_ulp_rule",
@@ -108,12 +116,12 @@ AGREE, TIE_TO_EVEN, BELOW_POWER_OF_TWO, OTHER = 0, 1, 2, 3
 # ----------------------------------------------------------------------------------------------
 
 
-def _round_sum_to_bf16(s: np.ndarray, err: np.ndarray) -> np.ndarray:
-    """Correctly round the exact real ``s + err`` (float64 ``s``, tiny ``err``) to bf16.
+def _round_to_odd_float32(s: np.ndarray, err: np.ndarray) -> np.ndarray:
+    """The exact real ``s + err`` (float64 ``s``, tiny ``err``) rounded to float32 by round to odd.
 
-    Round to odd from float64 to float32 (inexact results get an odd last bit), then ml_dtypes'
-    round-to-nearest-even from float32 to bf16: with float32 carrying more than 2 extra bits, this
-    double rounding equals a single rounding of the exact value. ``err`` only breaks ties.
+    Inexact results get an odd last bit (``err`` only decides exact float32 values), so a later
+    round-to-nearest-even to any format with at least 2 fewer significand bits than float32 (bf16: 8,
+    fp16: 11 against 24) equals a single rounding of the exact value (Boldo and Melquiond's round to odd).
     """
     s = np.asarray(s, dtype=np.float64)
     err = np.broadcast_to(np.asarray(err, dtype=np.float64), s.shape)
@@ -124,8 +132,17 @@ def _round_sum_to_bf16(s: np.ndarray, err: np.ndarray) -> np.ndarray:
         even = (t.view(np.uint32) & 1) == 0
         need = (r != 0) & even & np.isfinite(t) & ~np.isnan(r)
         toward = np.where(r > 0, np.float32(np.inf), np.float32(-np.inf)).astype(np.float32)
-        t = np.where(need, np.nextafter(t, toward), t).astype(np.float32)
-    return t.astype(BF16)
+        return np.where(need, np.nextafter(t, toward), t).astype(np.float32)
+
+
+def _round_sum_to_bf16(s: np.ndarray, err: np.ndarray) -> np.ndarray:
+    """Correctly round the exact real ``s + err`` (float64 ``s``, tiny ``err``) to bf16.
+
+    Round to odd from float64 to float32 (``_round_to_odd_float32``), then ml_dtypes'
+    round-to-nearest-even from float32 to bf16: with float32 carrying more than 2 extra bits, this
+    double rounding equals a single rounding of the exact value. ``err`` only breaks ties.
+    """
+    return _round_to_odd_float32(s, err).astype(BF16)
 
 
 def to_bf16(x) -> np.ndarray:
@@ -179,6 +196,91 @@ def ulp_bf16(x) -> np.ndarray:
     _, e = np.frexp(m)  # m = f 2^e, f in [0.5, 1)  =>  binade exponent e - 1; frexp(0) gives e = 0
     e = np.where(m == 0, -126, np.maximum(e - 1, -126))
     return np.ldexp(1.0, e - 7)
+
+
+# ----------------------------------------------------------------------------------------------
+# fp16 (IEEE binary16): rounding, ULP and the changed mask of an fp16 export (precision counterfactual)
+# ----------------------------------------------------------------------------------------------
+
+FP16_MAX = 65504.0
+"""Largest finite fp16 value, (2 - 2^-10) 2^15; finite values at or above 65520 round to inf."""
+FP16_MIN_NORMAL = 2.0**-14
+"""Smallest normal fp16 magnitude (5 exponent bits, bias 15)."""
+FP16_SUBNORMAL_SPACING = 2.0**-24
+"""Spacing of fp16 subnormals and of the lowest normal binade [2^-14, 2^-13): 2^(-14-10)."""
+
+
+def to_fp16(x) -> np.ndarray:
+    """Round to IEEE fp16 (binary16) with round to nearest, ties to even, as a numpy float16 array.
+
+    float32 and narrower inputs (bf16 included, upcast exactly) use numpy's float32 -> float16 cast.
+    float64 inputs (Python floats too) are rounded once, correctly: round to odd to float32 first
+    (``_round_to_odd_float32``), then the float32 -> float16 cast, which together equal one rounding
+    (a plain float64 -> float32 -> float16 cast can double-round: 1 + 2^-11 + 2^-40 would give 1).
+    Subnormals (|x| < 2^-14, spacing 2^-24) are kept, finite values at or above 65520 in magnitude
+    overflow to inf, signed zeros keep their sign, NaN and inf pass through as the cast makes them.
+    Integer inputs are refused.
+    """
+    a = np.asarray(x)
+    require_nonempty("x", a)
+    if a.dtype == np.float16:
+        return a.copy()
+    if a.dtype == np.float64:
+        with np.errstate(over="ignore"):
+            return _round_to_odd_float32(a, np.zeros_like(a)).astype(np.float16)
+    if not (np.issubdtype(a.dtype, np.floating) or a.dtype == BF16):
+        raise ValueError(f"Argument `x` must hold floating-point values, got dtype {a.dtype}.")
+    with np.errstate(over="ignore"):
+        return a.astype(np.float32).astype(np.float16)
+
+
+def ulp_fp16(x) -> np.ndarray:
+    """fp16 unit in the last place of the binade of ``x`` (the fp16 analogue of ``ulp_bf16``), float64.
+
+    For |x| in [2^e, 2^(e+1)) with -14 <= e <= 15: ULP = 2^(e-10), so ULP/|x| lies in (2^-11, 2^-10];
+    for |x| < 2^-14 (zero and subnormals) the spacing is fixed: 2^-24. ``x`` is taken as given (not
+    rounded first); finite values below the overflow threshold 65520 only.
+    """
+    a = np.asarray(x)
+    require_nonempty("x", a)
+    require_finite("x", a)
+    m = np.abs(a.astype(np.float64))
+    if np.any(m >= FP16_MAX + 16.0):
+        raise ValueError(f"Argument `x` holds values of magnitude >= 65520, which overflow fp16 (largest {np.max(m):g}).")
+    _, e = np.frexp(m)
+    e = np.where(m == 0, -14, np.maximum(e - 1, -14))
+    return np.ldexp(1.0, e - 10)
+
+
+def half_ulp_fp16(w) -> np.ndarray:
+    """Half the fp16 ULP of the stored value fp16(w) (the fp16 visibility threshold, as ``half_ulp_bf16``), float64.
+
+    2^(e-11) for |fp16(w)| in [2^e, 2^(e+1)), e >= -14; 2^-25 for zero and subnormals. Values that
+    overflow fp16 and NaN are refused.
+    """
+    a = np.asarray(w)
+    require_nonempty("w", a)
+    require_finite("w", a)
+    h = to_fp16(a)
+    if not np.all(np.isfinite(h)):
+        raise ValueError("Argument `w` holds values that overflow fp16 (magnitude >= 65520).")
+    return ulp_fp16(h.astype(np.float64)) / 2
+
+
+def changed_mask_fp16(w0, w1) -> np.ndarray:
+    """Changed mask of an fp16 export (precision counterfactual of claim C6): fp16(w0) != fp16(w1) as numbers.
+
+    Both sides are rounded with ``to_fp16`` (inputs already fp16 are used as they are), then compared
+    as values: +0 and -0 are equal (as in the bf16 probes); two values that overflow to the same
+    infinity are equal, an overflow against a finite value is a change. NaN and inf inputs refused.
+    """
+    a = np.asarray(w0)
+    b = np.asarray(w1)
+    for name, x in (("w0", a), ("w1", b)):
+        require_nonempty(name, x)
+        require_finite(name, x)
+    require_same_shape("w0", a, "w1", b)
+    return to_fp16(a).astype(np.float64) != to_fp16(b).astype(np.float64)
 
 
 def _stored(name: str, w) -> np.ndarray:
