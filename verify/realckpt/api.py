@@ -1,0 +1,98 @@
+"""Python API of the real-checkpoint analyzer: one call, a pandas DataFrame of per-tensor rows and a summary dict.
+
+    from verify.realckpt import analyze_pair
+    rows, summary = analyze_pair("~/ckpt/base", "~/ckpt/tuned", rank=64)
+    rows[["name", "kind", "layer", "sparsity_bf16", "principal_overlap_excess"]]
+    summary["reading"]                         # the sentences the CLI prints
+
+The options are the CLI's (``python -m verify pair --help``); the rows are exactly the rows the CLI writes to
+``pair.csv`` (``records_frame``), and ``summary`` is ``pair.json`` without its ``tensors`` list. For several
+tuned checkpoints of one base, ``analyze_pairs`` returns one (rows, summary) per checkpoint plus the C3 / C4
+rows and summary of ``pairs``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import NamedTuple
+
+import pandas as pd
+
+from verify.realckpt.analyze import analyze
+from verify.realckpt.options import SWEEP, Options
+from verify.realckpt.reading import pair_reading, pairs_reading
+from verify.realckpt.summary import pair_summary, pairs_summary
+
+FIRST = ("name", "layer", "kind", "shape", "dtype", "size", "sparsity_bf16", "sparsity_bitwise", "sparsity_abs")
+RUNS_FIRST = ("name", "layer", "kind", "size", "mean_jaccard", "mean_baseline", "excess", "ratio")
+
+
+def _cell(key: str, v):
+    if key == "shape":
+        return "x".join(map(str, v))
+    if isinstance(v, (list, dict, tuple)):
+        return json.dumps(v)
+    return v
+
+
+def records_frame(records: list[dict], first: tuple = FIRST) -> pd.DataFrame:
+    """Per-tensor records as a DataFrame: ``first`` columns, then the rest sorted; shapes as "MxN", lists as JSON."""
+    keys = [k for k in first if any(k in r for r in records)] + sorted({k for r in records for k in r} - set(first))
+    return pd.DataFrame([{k: _cell(k, r.get(k)) for k in keys} for r in records], columns=keys)
+
+
+class PairAnalysis(NamedTuple):
+    """The result of ``analyze_pair``: per-tensor rows (as ``pair.csv``) and the summary (``pair.json`` without rows)."""
+
+    rows: pd.DataFrame
+    summary: dict
+
+
+class PairsAnalysis(NamedTuple):
+    """The result of ``analyze_pairs``: one ``PairAnalysis`` per tuned checkpoint, the per-tensor C3 / C4 rows
+    (as ``pairs.csv``) and the summary of ``pairs.json``."""
+
+    pairs: list[PairAnalysis]
+    runs: pd.DataFrame
+    summary: dict
+
+
+def _options(rank, alpha, include, exclude, sweep, draws, seed, level, sparsity_only, chunk) -> Options:
+    return Options(rank=rank, alpha=alpha, include=include, exclude=exclude, sweep=tuple(sweep), draws=draws, seed=seed,
+                   level=level, sparsity_only=sparsity_only, chunk=chunk)
+
+
+def analyze_pair(base, tuned, *, rank: int = 64, alpha: float = 0.5, include: str | None = None, exclude: str | None = None,
+                 sweep=SWEEP, draws: int = 200, seed: int = 0, level: float = 0.95, sparsity_only: bool = False,
+                 chunk: int = 1 << 22, workers: int | None = None, quiet: bool = True) -> PairAnalysis:
+    """Analyse a tuned checkpoint against its base (``python -m verify pair``): rows and summary (module docstring).
+
+    Raises ``verify.realckpt.layout.BadInput`` (one sentence naming the file and tensor) on bad input."""
+    opts = _options(rank, alpha, include, exclude, sweep, draws, seed, level, sparsity_only, chunk)
+    res = analyze(base, [tuned], opts, quiet=quiet, workers=workers)
+    s = pair_summary(res.pairs[0])
+    s["reading"] = pair_reading(s)
+    rows = records_frame(s.pop("tensors"))
+    return PairAnalysis(rows, s)
+
+
+def analyze_pairs(base, tuned: list, *, consensus: str | None = None, rank: int = 64, alpha: float = 0.5,
+                  include: str | None = None, exclude: str | None = None, sweep=SWEEP, draws: int = 200, seed: int = 0,
+                  level: float = 0.95, sparsity_only: bool = False, chunk: int = 1 << 22, workers: int | None = None,
+                  quiet: bool = True) -> PairsAnalysis:
+    """Analyse several tuned checkpoints of one base (``python -m verify pairs``); give one run's checkpoints in
+    step order for the consecutive-checkpoint numbers (C4)."""
+    if len(tuned) < 2:
+        raise ValueError("Argument `tuned` needs at least two checkpoints; use analyze_pair for one.")
+    opts = _options(rank, alpha, include, exclude, sweep, draws, seed, level, sparsity_only, chunk)
+    res = analyze(base, list(tuned), opts, consensus=consensus, quiet=quiet, workers=workers)
+    pairs = []
+    summaries = []
+    for p in res.pairs:
+        s = pair_summary(p)
+        s["reading"] = pair_reading(s)
+        summaries.append(s)
+        pairs.append(PairAnalysis(records_frame(s["tensors"]), {k: v for k, v in s.items() if k != "tensors"}))
+    ps = pairs_summary(res, summaries)
+    ps["reading"] = pairs_reading(ps)
+    return PairsAnalysis(pairs, records_frame(res.c3, RUNS_FIRST), ps)

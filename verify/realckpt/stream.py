@@ -1,0 +1,462 @@
+"""Streaming linear algebra and masks for tensors read in row chunks (the analyzer's numerical kernel).
+
+Reading. ``Source`` reads one stored tensor in row chunks with ``readinto`` into one reused buffer (no memory
+map, so nothing read stays resident), or holds it whole when its Gram matrix needs column blocks (a wide
+matrix) or it is small. Memory per tensor stays at a few chunk buffers plus k-column factors and packed
+(1 bit per weight) masks.
+
+Spectra (``gram``, ``eigen``). A matrix W (m, n) is analysed in its "tall" orientation T = W (m >= n) or
+T = W^T, so that the Gram matrix T^T T is r x r with r = min(m, n). Gram matrices are accumulated in float64
+over chunks; bf16 and float32 products are exact in float64, so each eigenvalue lambda_i is off by about
+eps64 sigma_1^2: sigma_i is accurate to eps64 sigma_1^2 / sigma_i (far below a float32 full SVD's eps32
+sigma_1) except below about 1e-8 sigma_1, and the top-k subspace to eps64 sigma_1^2 / (sigma_k^2 -
+sigma_k+1^2) radians. This is the exact method ARPACK's ``svds`` uses implicitly (eigenvectors of the Gram
+operator), done densely: no randomisation, no iteration count. The other side's vectors are T V_k,
+orthonormalised by QR. ``top_k_factors`` packages the route; tests check it against the full SVD.
+
+Masks (``Selector``). The top-``count`` entries of a matrix by a uint32 key (a float32 magnitude's bits, or
+their complement for the bottom ones) without sorting or storing every key: a 65536-bin histogram of the
+high 16 bits finds the bin of the threshold, a second histogram of the low 16 bits inside that bin finds the
+threshold itself, and a last pass writes the packed mask; ties at the threshold go to the lower row-major
+index of the analysed orientation, as ``theory.spectral``'s masks do.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+import scipy.linalg
+import scipy.linalg.blas as blas
+
+from theory import precision as P
+from verify.realckpt.layout import DTYPES, BadInput, TensorInfo, read_elements
+
+BF16 = P.BF16
+WHOLE_BYTES = 64 * 2**20
+"""Tensors up to this size (stored) are read whole; larger tall ones are streamed in row chunks."""
+
+
+# ----------------------------------------------------------------------------------------------
+# chunks, reading, bits
+
+
+def row_step(n_cols: int, chunk: int) -> int:
+    """Rows per chunk: a multiple of 8 (so packed masks of row chunks start on a byte), about ``chunk`` elements."""
+    return max(8, (chunk // max(n_cols, 1)) // 8 * 8)
+
+
+def row_ranges(n_rows: int, n_cols: int, chunk: int):
+    """(r0, r1) row ranges of about ``chunk`` elements (``row_step``)."""
+    step = row_step(n_cols, chunk)
+    for r0 in range(0, n_rows, step):
+        yield r0, min(n_rows, r0 + step)
+
+
+def as_rows(shape: tuple) -> tuple[int, int]:
+    """(rows, columns) of a tensor read as a matrix: 2-D as is, 1-D as one row, higher ranks flattened after axis 0."""
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return 1, shape[0]
+    return shape[0], int(np.prod(shape[1:]))
+
+
+class Source:
+    """One stored tensor read in row chunks of its (rows, columns) view (``as_rows``); held whole if small or ``whole``."""
+
+    def __init__(self, info: TensorInfo, chunk: int, whole: bool = False):
+        self.info = info
+        self.shape = as_rows(info.shape)
+        self.dtype = DTYPES[info.dtype]
+        self.step = row_step(self.shape[1], chunk)
+        self.data = None
+        if whole or info.nbytes <= WHOLE_BYTES:
+            self.data = read_elements(info, 0, info.size).reshape(self.shape)
+        self._buf = None
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        """Rows r0:r1 in the stored dtype (a view of a reused buffer, valid until the next call, when streamed)."""
+        if self.data is not None:
+            return self.data[r0:r1]
+        n = self.shape[1]
+        if self._buf is None:
+            self._buf = np.empty(self.step * n, self.dtype)
+        return read_elements(self.info, r0 * n, (r1 - r0) * n, self._buf).reshape(r1 - r0, n)
+
+    def ranges(self):
+        """(r0, r1) row ranges of one pass."""
+        for r0 in range(0, self.shape[0], self.step):
+            yield r0, min(self.shape[0], r0 + self.step)
+
+
+def bf16_bits(x: np.ndarray, name: str, file) -> np.ndarray:
+    """uint16 bits of the stored values rounded to bf16 (a view for bf16); BadInput if a value is or becomes non-finite."""
+    if x.dtype == BF16:
+        b = x.view(np.uint16)
+        if np.any(b & 0x7F80 == 0x7F80):
+            raise BadInput(f"Tensor `{name}` in {file} holds NaN or infinite values.")
+        return b
+    if not np.all(np.isfinite(x)):
+        raise BadInput(f"Tensor `{name}` in {file} holds NaN or infinite values.")
+    b = P.to_bf16(x).view(np.uint16)
+    if np.any(b & 0x7F80 == 0x7F80):
+        raise BadInput(f"Tensor `{name}` in {file} holds values that overflow bf16 (magnitude >= 2^128 - 2^119) after rounding to bf16.")
+    return b
+
+
+def bits_to_float32(bits: np.ndarray) -> np.ndarray:
+    """float32 values of bf16 bit patterns (exact: the bf16 bits are the high half of the float32 bits)."""
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def changed_bits(b0: np.ndarray, b1: np.ndarray) -> np.ndarray:
+    """bf16 changed mask from bit patterns: bits differ, +0 against -0 excepted (``theory.precision.changed_mask_bitwise``)."""
+    x = b0 ^ b1
+    changed = x != 0
+    flip = x == 0x8000
+    if flip.any():
+        changed &= ~(flip & ((b0 & 0x7FFF) == 0))
+    return changed
+
+
+def pack_into(packed: np.ndarray, start: int, mask: np.ndarray) -> None:
+    """Write a flat bool chunk starting at bit ``start`` (a multiple of 8) into a packed bit array."""
+    b = np.packbits(mask.reshape(-1))
+    packed[start // 8: start // 8 + b.size] = b
+
+
+def unpack(packed: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Bits [start, stop) of a packed mask as bool (start a multiple of 8)."""
+    return np.unpackbits(packed[start // 8: (stop + 7) // 8], count=stop - start).astype(bool)
+
+
+def popcount(packed: np.ndarray) -> int:
+    """Number of set bits of a packed mask (``np.packbits`` layout, padding bits zero)."""
+    return int(np.bitwise_count(packed).sum(dtype=np.int64))
+
+
+# ----------------------------------------------------------------------------------------------
+# BLAS threads
+
+
+_OPENBLAS_SETTERS = ("scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "openblas_set_num_threads",
+                     "openblas_set_num_threads64_")
+_blas = {"depth": 0, "setters": None, "lock": threading.Lock()}
+
+
+def _openblas_setters() -> list:
+    if _blas["setters"] is None:
+        found = []
+        try:
+            with open("/proc/self/maps") as maps:
+                paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
+        except OSError:
+            paths = set()
+        for path in sorted(paths):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            found += [getattr(lib, sym) for sym in _OPENBLAS_SETTERS if hasattr(lib, sym)]
+        _blas["setters"] = found
+    return _blas["setters"]
+
+
+def set_blas_threads(n: int) -> None:
+    """Set the thread count of every loaded OpenBLAS (worker processes run on one)."""
+    for f in _openblas_setters():
+        f(ctypes.c_int(int(n)))
+
+
+@contextmanager
+def single_blas_thread():
+    """Run the block with every loaded OpenBLAS on one thread (re-entrant; ``os.cpu_count()`` threads after).
+
+    LAPACK's tridiagonal reduction makes thousands of small BLAS-2 calls; with two OpenBLAS threads on a
+    machine whose cores are busy with other work, each call waits for a descheduled thread (a 1536 x 1536
+    ``eigh`` was measured 7 to 20 times slower). The analyzer runs tensors in parallel processes instead."""
+    with _blas["lock"]:
+        if _blas["depth"] == 0:
+            set_blas_threads(1)
+        _blas["depth"] += 1
+    try:
+        yield
+    finally:
+        with _blas["lock"]:
+            _blas["depth"] -= 1
+            if _blas["depth"] == 0:
+                set_blas_threads(os.cpu_count() or 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# Gram matrices and eigen decompositions
+
+
+def add_gram(G: np.ndarray, X: np.ndarray) -> None:
+    """G += X^T X, lower triangle only (``dsyrk`` on the row-major chunk, no copy); X float64 (rows, r)."""
+    blas.dsyrk(1.0, X.T, beta=1.0, c=G.T, trans=0, lower=0, overwrite_c=1)
+
+
+def symmetric(G: np.ndarray) -> np.ndarray:
+    """The full symmetric matrix of a lower-triangle-filled one (``add_gram``)."""
+    return np.tril(G) + np.tril(G, -1).T
+
+
+def eigen(G: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """All eigenvalues (decreasing) and the eigenvectors of the k largest (columns, same order) of symmetric G.
+
+    One Householder tridiagonalisation (LAPACK ``dsytrd``) serves both: all eigenvalues of the tridiagonal
+    T, the k top eigenvectors of T (MRRR), then back to G's basis with the stored reflectors (``dormqr``:
+    what ``dormtr`` does). k = 0 gives eigenvalues only; small G use ``scipy.linalg.eigh``."""
+    r = G.shape[0]
+    k = min(int(k), r)
+    with single_blas_thread():
+        if r < 32:
+            lam, Z = scipy.linalg.eigh(G, check_finite=False)
+            return lam[::-1], np.ascontiguousarray(Z[:, ::-1][:, :k])
+        if k == 0:
+            return scipy.linalg.eigvalsh(G, check_finite=False, driver="evd")[::-1], np.zeros((r, 0))
+        lapack = scipy.linalg.lapack
+        lwork = int(lapack.dsytrd_lwork(r, lower=1)[0])
+        c, d, e, tau, info = lapack.dsytrd(G, lower=1, lwork=lwork)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dsytrd failed (info {info}).")
+        lam = scipy.linalg.eigvalsh_tridiagonal(d, e, check_finite=False)
+        if k == r:
+            _, Zt = scipy.linalg.eigh_tridiagonal(d, e, check_finite=False)
+        else:
+            _, Zt = scipy.linalg.eigh_tridiagonal(d, e, select="i", select_range=(r - k, r - 1), check_finite=False)
+        Zt = np.asfortranarray(Zt[:, ::-1])
+        a = np.asfortranarray(c[1:, :-1])
+        work = int(lapack.dormqr("L", "N", a, tau, Zt[1:], lwork=-1)[1][0])
+        qz, _, info = lapack.dormqr("L", "N", a, tau, Zt[1:], lwork=max(work, 1))
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dormqr failed (info {info}).")
+        Z = np.empty((r, k))
+        Z[0] = Zt[0]
+        Z[1:] = qz
+    return lam[::-1], Z
+
+
+def singular_values(lam: np.ndarray) -> np.ndarray:
+    """Singular values from Gram eigenvalues (decreasing; rounding-negative eigenvalues clipped to 0)."""
+    return np.sqrt(np.clip(lam, 0.0, None))
+
+
+def orthonormal(B: np.ndarray) -> np.ndarray:
+    """Q of the thin QR of B (m, k), diag(R) > 0: columns scaled to unit norm, then CholeskyQR twice.
+
+    B = T V_k has orthogonal columns in exact arithmetic (norms sigma_i), so after scaling its condition number
+    is about 1 and CholeskyQR2 (Q = B R^-1 with R^T R = B^T B, repeated) is as accurate as Householder QR at a
+    fraction of its cost on tall matrices (BLAS-3 only). Zero columns stay zero; a rank-deficient B falls back
+    to Householder QR."""
+    with single_blas_thread():
+        norms = np.linalg.norm(B, axis=0)
+        Q = B / np.where(norms > 0, norms, 1.0)
+        try:
+            for _ in range(2):
+                R = scipy.linalg.cholesky(Q.T @ Q, lower=False, check_finite=False)
+                Q = scipy.linalg.solve_triangular(R, Q.T, trans="T", lower=False, check_finite=False).T
+        except np.linalg.LinAlgError:
+            Q, R = np.linalg.qr(B)
+            sign = np.sign(np.diag(R))
+            sign[sign == 0] = 1.0
+            return Q * sign
+    return np.ascontiguousarray(Q)
+
+
+def as_float64(x: np.ndarray) -> np.ndarray:
+    """float64 values of a stored block (bf16 through its bits: exact, and far faster than the dtype cast)."""
+    if x.dtype == BF16:
+        return bits_to_float32(np.ascontiguousarray(x).view(np.uint16)).astype(np.float64)
+    return np.asarray(x, np.float64)
+
+
+def tall_blocks(W: np.ndarray, chunk: int):
+    """Yield (r0, r1, float64 block) of the tall orientation T of an in-memory W (rows of W, or columns of a wide W)."""
+    m, n = W.shape
+    if m >= n:
+        for r0, r1 in row_ranges(m, n, chunk):
+            yield r0, r1, as_float64(W[r0:r1])
+    else:
+        step = max(1, chunk // max(m, 1))
+        for c0 in range(0, n, step):
+            yield c0, min(n, c0 + step), np.ascontiguousarray(as_float64(W[:, c0:c0 + step]).T)
+
+
+def top_k_factors(W: np.ndarray, k: int, chunk: int = 1 << 22) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All singular values and the top-k singular vectors of an in-memory W (m, n) without a full SVD (module docstring).
+
+    Returns (s (min(m, n),) decreasing, U_k (m, k), V_k (n, k)), float64. ``k`` is capped at min(m, n)."""
+    m, n = W.shape
+    r = min(m, n)
+    G = np.zeros((r, r))
+    with single_blas_thread():
+        for _, _, X in tall_blocks(W, chunk):
+            add_gram(G, X)
+        lam, Z = eigen(symmetric(G), k)
+        B = np.concatenate([X @ Z for _, _, X in tall_blocks(W, chunk)])
+    other = orthonormal(B)
+    return (singular_values(lam), other, Z) if m >= n else (singular_values(lam), Z, other)
+
+
+# ----------------------------------------------------------------------------------------------
+# exact top-count selection by histograms (the masks of docs/science.md section 4)
+
+
+def magnitude_key(x: np.ndarray) -> np.ndarray:
+    """uint32 key that orders |x| (as float32; non-negative floats order as their bits)."""
+    return np.abs(np.asarray(x, np.float32)).view(np.uint32)
+
+
+class Selector:
+    """The ``count`` largest uint32 keys of an (n_rows, n_cols) matrix (module docstring), fed chunk by chunk.
+
+    Use: ``add_high(keys)`` over every chunk (or ``set_high(histogram, low_bits)`` when every key's low 16 bits
+    are known), then, if ``need_low``, ``add_low(keys)`` over every chunk, then ``write(r0, keys, values)`` over
+    every chunk and ``finish()`` for the packed mask. Optional ``values`` (small non-negative integers per entry,
+    fewer than ``value_bins``) are histogrammed over the selected entries into ``value_hist``."""
+
+    def __init__(self, n_rows: int, n_cols: int, count: int, transposed: bool = False, value_bins: int = 0x7F80):
+        self.n_rows, self.n_cols, self.transposed = n_rows, n_cols, transposed
+        self.count = min(max(int(count), 0), n_rows * n_cols)
+        self.high = np.zeros(65536, np.int64)
+        self.low = np.zeros(65536, np.int64)
+        self.low_bits = None
+        self.packed = np.zeros((n_rows * n_cols + 7) // 8, np.uint8)
+        self.ties: list[np.ndarray] = []
+        self.tie_values: list[np.ndarray] = []
+        self.value_hist = np.zeros(value_bins, np.int64)
+        self.above = 0
+        self.threshold = None
+        self.trivial = self.count in (0, n_rows * n_cols)
+
+    def add_high(self, keys: np.ndarray) -> None:
+        """Histogram of the high 16 bits of a chunk's keys."""
+        self.high += np.bincount((keys.reshape(-1) >> 16).astype(np.intp), minlength=65536)
+
+    def set_high(self, hist, low_bits: int) -> None:
+        """Give the high-16-bit histogram directly, with the low 16 bits every key has (bf16 magnitudes)."""
+        self.high = np.asarray(hist, np.int64)
+        self.low_bits = int(low_bits)
+
+    def _bin(self) -> tuple[int, int]:
+        """(high bin of the threshold, number of keys in higher bins)."""
+        from_top = np.cumsum(self.high[::-1])
+        idx = int(np.searchsorted(from_top, self.count))
+        return 65535 - idx, int(from_top[idx - 1]) if idx > 0 else 0
+
+    @property
+    def need_low(self) -> bool:
+        """True when the threshold must be resolved by a pass over the low 16 bits."""
+        return not self.trivial and self.low_bits is None
+
+    def add_low(self, keys: np.ndarray) -> None:
+        """Histogram of the low 16 bits of the keys inside the threshold's high bin."""
+        k = keys.reshape(-1)
+        inside = k[(k >> 16) == self._bin()[0]]
+        self.low += np.bincount((inside & 0xFFFF).astype(np.intp), minlength=65536)
+
+    def _threshold(self) -> np.uint32:
+        if self.threshold is None:
+            hi, above = self._bin()
+            if self.low_bits is not None:
+                lo = self.low_bits
+            else:
+                from_top = np.cumsum(self.low[::-1])
+                lo = 65535 - int(np.searchsorted(from_top, self.count - above))
+            self.threshold = np.uint32((hi << 16) | lo)
+        return self.threshold
+
+    def write(self, r0: int, keys: np.ndarray, values: np.ndarray | None = None) -> None:
+        """Write the entries of rows r0.. above the threshold; remember the ties."""
+        k = keys.reshape(-1)
+        if self.trivial:
+            if self.count and values is not None:
+                self.value_hist += np.bincount(values.reshape(-1), minlength=self.value_hist.size)
+            return
+        t = self._threshold()
+        big = k > t
+        self.above += int(np.count_nonzero(big))
+        pack_into(self.packed, r0 * self.n_cols, big)
+        tie = k == t
+        self.ties.append(np.flatnonzero(tie) + r0 * self.n_cols)
+        if values is not None:
+            v = values.reshape(-1)
+            self.value_hist += np.bincount(v[big], minlength=self.value_hist.size)
+            self.tie_values.append(v[tie])
+
+    def finish(self) -> np.ndarray:
+        """The packed mask: entries above the threshold plus the first ties in the analysed row-major order."""
+        if self.trivial:
+            if self.count:
+                pack_into(self.packed, 0, np.ones(self.n_rows * self.n_cols, bool))
+            return self.packed
+        tie = np.concatenate(self.ties) if self.ties else np.zeros(0, np.int64)
+        vals = np.concatenate(self.tie_values) if self.tie_values else None
+        if self.transposed:  # order ties by their row-major index in the transposed (analysed) matrix
+            order = np.argsort((tie % self.n_cols) * self.n_rows + tie // self.n_cols, kind="stable")
+            tie = tie[order]
+            vals = vals[order] if vals is not None else None
+        take = self.count - self.above
+        chosen = tie[:take]
+        np.bitwise_or.at(self.packed, chosen >> 3, (0x80 >> (chosen & 7)).astype(np.uint8))
+        if vals is not None:
+            self.value_hist += np.bincount(vals[:take], minlength=self.value_hist.size)
+        return self.packed
+
+
+def select_packed(keys, n_rows: int, n_cols: int, count: int, transposed: bool, chunk: int) -> np.ndarray:
+    """Packed mask of the ``count`` largest keys of a matrix given by row chunks ``keys(r0, r1)`` (``Selector``)."""
+    sel = Selector(n_rows, n_cols, count, transposed)
+    ranges = list(row_ranges(n_rows, n_cols, chunk))
+    for r0, r1 in ranges:
+        sel.add_high(keys(r0, r1))
+    if sel.need_low:
+        for r0, r1 in ranges:
+            sel.add_low(keys(r0, r1))
+    for r0, r1 in ranges:
+        sel.write(r0, keys(r0, r1))
+    return sel.finish()
+
+
+def principal_keys(U: np.ndarray, s: np.ndarray, V: np.ndarray, chunk: int):
+    """Row-chunk key function of the principal mask: |U diag(s) V^T| as float32 (``theory.spectral.principal_mask_from_factors``)."""
+    n = V.shape[0]
+    Us = (U * s).astype(np.float32)
+    Vt = np.ascontiguousarray(V.T.astype(np.float32))
+    buf = np.empty((row_step(n, chunk), n), np.float32)
+
+    def keys(r0, r1):
+        out = buf[: r1 - r0]
+        np.matmul(Us[r0:r1], Vt, out=out)
+        return np.abs(out, out=out).view(np.uint32)
+
+    return keys
+
+
+def principal_mask_packed(U: np.ndarray, s: np.ndarray, V: np.ndarray, alpha: float, transposed: bool = False,
+                          chunk: int = 1 << 22) -> np.ndarray:
+    """Packed principal mask (LIFT, docs/science.md section 4): the top ``alpha`` share of |U diag(s) V^T| (float32
+    scores, as ``theory.spectral.principal_mask_from_factors``), ``mask_count(m n, alpha)`` entries, ties to the
+    lower row-major index of the analysed orientation. U (m, k), V (n, k) in the stored orientation."""
+    from theory.spectral import mask_count
+
+    m, n = U.shape[0], V.shape[0]
+    with single_blas_thread():
+        return select_packed(principal_keys(U, s, V, chunk), m, n, mask_count(m * n, alpha), transposed, chunk)
+
+
+def low_magnitude_mask_packed(W: np.ndarray, alpha: float, transposed: bool = False, chunk: int = 1 << 22) -> np.ndarray:
+    """Packed low-magnitude mask (docs/science.md section 4): the bottom ``alpha`` share of |W| (as stored, in
+    float32), ``mask_count(m n, alpha)`` entries, ties to the lower row-major index of the analysed orientation
+    (as ``theory.spectral.low_magnitude_mask``)."""
+    from theory.spectral import mask_count
+
+    m, n = W.shape
+    keys = lambda r0, r1: ~magnitude_key(W[r0:r1])  # noqa: E731
+    return select_packed(keys, m, n, mask_count(m * n, alpha), transposed, chunk)
