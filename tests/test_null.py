@@ -80,6 +80,7 @@ def test_fit_recovers_a_constant_drift_and_predicts_the_fp16_export():
     ok = (fit.n >= 3000) & (share > 0.05) & (share < 0.95)
     assert ok.sum() >= 3
     np.testing.assert_allclose(fit.sigma[ok], sigma, rtol=0.05)
+    assert fit.pooled_sigma == pytest.approx(sigma, rel=0.03) and 0 < fit.pooled_log_sd < 0.03
     fp16 = res.fp16_share.summary()
     assert fp16["observed"] > res.changed_share.value().observed + 0.1  # fp16's finer grid shows more of the drift
     assert fp16["null_low"] <= fp16["observed"] <= fp16["null_high"], fp16

@@ -21,6 +21,13 @@ count-weighted mean over the stored values it holds, so it is exact whatever the
 weights over the binade; sigma_s solves it (``scipy.optimize.brentq`` on log sigma). Hence the null's
 expected changed share equals the observed one stratum by stratum, by construction. The same drift then
 predicts an fp16 export (distances to the fp16 rounding interval of fp16(w0)): the precision counterfactual.
+The fp16 prediction cannot use the per-stratum fit where it matters most: a stratum of large weights where
+no bf16 change showed has sigma_s = 0 (right for the null: it only bounds the drift from above), yet an fp16
+export, 8 times finer, would show the drift there. The prediction therefore uses one drift for all strata,
+the maximum-likelihood sigma of the stratum counts (binomial in each stratum with its exact mean
+probability): the drift is taken as independent of |w0| (docs/science.md section 7, regime assumption 3).
+Its range adds the uncertainty of that sigma (log sigma drawn from its Fisher-information normal law) to the
+binomial draws.
 
 Draws. Given the fit, weights change independently with their probability, so every count the analyzer
 uses is a sum of binomials over cells of equal probability: draws cost O(cells), not O(weights). A
@@ -136,14 +143,19 @@ class DriftFit:
 
     ``half_ulp`` (S,): bf16 half-ULP of each stratum present, increasing; ``n`` / ``changed`` (S,): weights and
     observed changed weights per stratum; ``sigma`` (S,): fitted drift RMS (0 where nothing changed, inf where
-    everything changed); ``p_bf16`` / ``p_fp16`` (MAGNITUDES,): change probability of a weight with each
-    magnitude bit pattern under the fit, for a bf16 and an fp16 export (0 for patterns in no stratum present)."""
+    everything changed); ``p_bf16`` (MAGNITUDES,): change probability of a weight with each magnitude bit pattern
+    under the per-stratum fit (0 for patterns in no stratum present); ``pooled_sigma`` and ``pooled_log_sd``: the
+    single maximum-likelihood drift over all strata and the standard error of its log (the fp16 prediction's
+    drift; 0 / inf with sd 0 when nothing / everything changed); ``p_fp16`` (MAGNITUDES,): fp16-export change
+    probability at ``pooled_sigma``."""
 
     half_ulp: np.ndarray
     n: np.ndarray
     changed: np.ndarray
     sigma: np.ndarray
     p_bf16: np.ndarray
+    pooled_sigma: float
+    pooled_log_sd: float
     p_fp16: np.ndarray
 
     def sigma_in_half_ulps(self) -> np.ndarray:
@@ -193,8 +205,39 @@ def fit_drift(counts, changed_counts) -> DriftFit:
             sig = float(np.exp(scipy.optimize.brentq(f, lo, hi, xtol=1e-13, rtol=1e-13, maxiter=500)))
         sigma[s] = sig
         p_bf16[b] = change_probability(LB[b], UB[b], sig)
-        p_fp16[b] = change_probability(L16[b], U16[b], sig)
-    return DriftFit(levels, n_s, c_s, sigma, p_bf16, p_fp16)
+    pooled, log_sd = _pooled_drift(n_b, present, stratum_of, n_s, c_s, levels)
+    p_fp16[present] = change_probability(L16[present], U16[present], pooled)
+    return DriftFit(levels, n_s, c_s, sigma, p_bf16, pooled, log_sd, p_fp16)
+
+
+def _stratum_probabilities(n_b, present, stratum_of, n_s, log_sigma: np.ndarray) -> np.ndarray:
+    """(len(log_sigma), S) mean bf16 change probability of each stratum at each drift."""
+    sig = np.exp(np.asarray(log_sigma, np.float64))[:, None]
+    p = change_probability(_LB[present][None, :], _UB[present][None, :], sig)  # (D, patterns)
+    weights = np.zeros((present.size, n_s.size))
+    weights[np.arange(present.size), stratum_of] = n_b[present] / n_s[stratum_of]
+    return p @ weights
+
+
+def _pooled_drift(n_b, present, stratum_of, n_s, c_s, levels) -> tuple[float, float]:
+    """Maximum-likelihood single drift sigma over strata (binomial counts), and the standard error of log sigma
+    from the observed information (second difference of the log-likelihood)."""
+    if c_s.sum() == 0:
+        return 0.0, 0.0
+    if np.all(c_s == n_s):
+        return float("inf"), 0.0
+
+    def nll(t):
+        p = np.clip(_stratum_probabilities(n_b, present, stratum_of, n_s, np.atleast_1d(t))[0], 1e-300, 1 - 1e-16)
+        return -float(np.sum(c_s * np.log(p) + (n_s - c_s) * np.log1p(-p)))
+
+    lo, hi = float(np.log(levels.min())) - 40.0, float(np.log(levels.max())) + 40.0
+    grid = np.linspace(lo, hi, 161)
+    start = grid[int(np.argmin([nll(t) for t in grid]))]
+    res = scipy.optimize.minimize_scalar(nll, bounds=(start - 0.6, start + 0.6), method="bounded", options={"xatol": 1e-10})
+    t, e = float(res.x), 1e-3
+    curv = (nll(t + e) - 2 * nll(t) + nll(t - e)) / e**2
+    return float(np.exp(t)), float(1 / np.sqrt(curv)) if curv > 0 else float("inf")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -361,8 +404,29 @@ def magnitude_null_from_counts(counts, changed_counts, regions: Mapping[str, tup
     share = share_null(fit.p_bf16, c, observed, draws=draws, rng=rng)
     overlaps = {name: overlap_null(fit.p_bf16, c, rc, o, observed, draws=draws, rng=rng)
                 for name, (rc, o) in (regions or {}).items()}
-    fp16 = share_null(fit.p_fp16, c, float("nan") if fp16_changed is None else float(fp16_changed), draws=draws, rng=rng)
+    fp16 = fp16_null(fit, c, float("nan") if fp16_changed is None else float(fp16_changed), draws=draws, rng=rng)
     return MagnitudeNull(fit, share, overlaps, fp16)
+
+
+def fp16_null(fit: DriftFit, counts, observed: float, *, draws: int = DRAWS, rng=None) -> RatioNull:
+    """Changed share of an fp16 export predicted by the pooled drift (module docstring): expectation at
+    ``fit.pooled_sigma``; each draw takes log sigma from N(log sigma, ``pooled_log_sd``^2), then Binomial counts
+    per group of equal fp16 rounding distances. ``observed``: the measured fp16 changed count (NaN if unknown)."""
+    rng = rng if rng is not None else np.random.default_rng()
+    c = _counts("counts", counts)
+    size = float(c.sum())
+    present = np.flatnonzero(c)
+    keys = np.stack([_L16[present], _U16[present]], axis=1)
+    uniq, inv = np.unique(keys, axis=0, return_inverse=True)
+    n_g = np.bincount(inv.ravel(), weights=c[present], minlength=len(uniq)).round().astype(np.int64)
+    expected = float(np.dot(n_g, change_probability(uniq[:, 0], uniq[:, 1], fit.pooled_sigma)))
+    if np.isfinite(fit.pooled_sigma) and fit.pooled_sigma > 0 and np.isfinite(fit.pooled_log_sd):
+        sig = np.exp(np.log(fit.pooled_sigma) + fit.pooled_log_sd * rng.standard_normal(draws))
+    else:
+        sig = np.full(draws, fit.pooled_sigma)
+    p = change_probability(uniq[None, :, 0], uniq[None, :, 1], sig[:, None])  # (draws, groups)
+    drawn = rng.binomial(n_g[None, :], p).sum(axis=1).astype(np.float64)
+    return RatioNull(float(observed), size, expected, size, drawn, np.full(draws, size))
 
 
 def _bool(name: str, m, shape) -> np.ndarray:

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from verify.realckpt.options import ANGLE_GAP_FACTOR, INTRUDER_COS, MIN_MATCHED, PAPER_RL_BAND, PAPER_SFT_BAND
 
+SMALL_EXCESS = 0.002
+"""An excess beyond the null but smaller than this (in overlap or Jaccard units) is called small in the reading:
+with hundreds of millions of weights the null's range is narrow enough to resolve effects of no practical size."""
+
 
 def _pct(x, digits: int = 2) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f} %"
@@ -40,7 +44,8 @@ def verdict(s: dict) -> str:
         return "undefined (nothing changed)"
     if not s["beyond_null"]:
         return "explained by magnitude"
-    return "beyond magnitude: more than the null" if s["excess"] > 0 else "beyond magnitude: less than the null"
+    text = "beyond magnitude: more than the null" if s["excess"] > 0 else "beyond magnitude: less than the null"
+    return text + (f", but small (|excess| < {SMALL_EXCESS:g})" if abs(s["excess"]) < SMALL_EXCESS else "")
 
 
 def _overlap(label: str, s: dict, alpha: float) -> str:
@@ -59,7 +64,10 @@ def input_lines(summary: dict) -> list[str]:
     rounded = summary["rounded_from_f32"]
     if rounded["base"] or rounded["tuned"]:
         parts = [f"{side} {len(v)} tensors" for side, v in rounded.items() if v]
-        lines.append(f"Rounded to bf16 (nearest even) before the bf16 probes, as a bf16 export would: {', '.join(parts)}.")
+        lines.append(f"Rounded from F32 (or F16 / F64) to bf16 (nearest even) before the bf16 probes, as a bf16 export would: "
+                     f"{', '.join(parts)}.")
+    else:
+        lines.append("Every compared tensor is stored as BF16 on both sides: nothing was rounded.")
     lists = [(summary["skipped"], "skipped (not float weights)"), (summary["missing"], "missing from the tuned checkpoint"),
              (summary["extra"], "extra in the tuned checkpoint"), (summary["mismatched"], "shape-mismatched")]
     notes = [f"{len(items)} {what}" for items, what in lists if items]
@@ -84,8 +92,8 @@ def pair_reading(summary: dict) -> list[str]:
         text = (f"Magnitude-matched null: a Gaussian drift per ULP stratum (median {_num(drift, '.2g')} half-ULPs) reproduces "
                 "that sparsity by construction")
         if fp:
-            text += (f"; the same drift would leave {_pct(fp['sparsity'])} [{_pct(fp['low'])}, {_pct(fp['high'])}] of the weights "
-                     "unchanged in an fp16 export")
+            text += (f"; one drift for all strata (fitted by maximum likelihood) would leave {_pct(fp['sparsity'])} "
+                     f"[{_pct(fp['low'])}, {_pct(fp['high'])}] of the weights unchanged in an fp16 export")
             if fp.get("measured") is not None:
                 text += f" (measured on this F32 checkpoint: {_pct(fp['measured'])})"
             if sp and fp["sparsity"] < 0.5 * sp:

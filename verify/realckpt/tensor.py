@@ -367,6 +367,7 @@ def _null_columns(mn: NL.MagnitudeNull, level: float, rec: dict) -> dict:
     out["sparsity_fp16_predicted_low"] = _f(1 - fp["null_high"])
     out["sparsity_fp16_predicted_high"] = _f(1 - fp["null_low"])
     fit = mn.fit
+    out["drift_sigma"] = _f(fit.pooled_sigma)
     ok = np.isfinite(fit.sigma) & (fit.changed > 0)
     ratio = fit.sigma_in_half_ulps()[ok]
     if ratio.size:
