@@ -391,3 +391,51 @@ def test_toy_run_snapshots_give_the_toy_claims_numbers(session_runs, tmp_path, c
     kernels = [r for r in s["tensors"] if r["name"].endswith(".kernel")]
     assert kernels and all(r["transposed"] for r in kernels)
     assert Checkpoint(tmp_path / "final.safetensors").tensors["blocks.0.attn.q.kernel"].dtype == "BF16"
+
+
+@pytest.mark.slow
+def test_toy_run_snapshots_give_the_null_function_s_overlaps(session_runs, tmp_path, capsys):
+    """`pair` on a toy run's base and final snapshots gives, per matrix, the null-corrected overlaps of a direct
+    call of ``theory.null.magnitude_null`` on those snapshots with the masks the toy claims compute
+    (``theory.spectral``) and the generator ``null_rng(name)`` (what the toy claims will call, issue 20)."""
+    from theory import null as NL
+    from toy_models.finetune import finetune, run_preset
+
+    cfg = run_preset("grpo_kl", "tiny", ["base.train.steps=50", "train.max_steps=3", "train.eval_every=3",
+                                         "train.eval_problems=8", "train.probe_size=8", "train.pool_per_task=16",
+                                         "rl.prompts_per_step=2", "rl.num_generations=2", "train.precision=fp32_master",
+                                         "train.lr=3e-4"])
+    run = finetune(cfg, quiet=True)
+    snap0, snap1 = run.snapshot("base"), run.snapshot("final")
+    save_safetensors(tmp_path / "base.safetensors", snap0)
+    save_safetensors(tmp_path / "final.safetensors", snap1)
+    k, alpha = 4, 0.5
+    rc, err = _run(capsys, "pair", tmp_path / "base.safetensors", tmp_path / "final.safetensors", "--out", tmp_path / "o", "--rank", str(k))
+    assert rc == 0, err
+    s = json.loads((tmp_path / "o" / "pair.json").read_text())
+    compared = 0
+    for rec in s["tensors"]:
+        name = rec["name"]
+        if rec.get("principal_overlap") is None:
+            continue
+        w0, w1 = snap0[name], snap1[name]
+        analysed = (w0.T if rec["transposed"] else w0).astype(np.float64)  # the claims' (out, in) matrix
+        with jax.enable_x64(True):
+            principal = np.asarray(S.principal_mask(analysed, k, alpha))
+            low = np.asarray(S.low_magnitude_mask(analysed, alpha))
+        if rec["transposed"]:
+            principal, low = principal.T, low.T
+        changed = P.changed_mask_relative(w0, w1)
+        direct = NL.magnitude_null(w0, changed, {"principal": principal, "low_magnitude": low}, rng=NL.null_rng(name, 0))
+        sU, U, V = St.top_k_factors(w0, k)
+        streamed = np.unpackbits(St.principal_mask_packed(U, sU[:k], V, alpha, rec["transposed"]), count=w0.size).reshape(w0.shape)
+        same_mask = np.array_equal(streamed.astype(bool), principal)
+        for region, key in (("principal", "principal_overlap"), ("low_magnitude", "low_mag_overlap")):
+            d = direct.overlaps[region].summary()
+            if region == "low_magnitude" or same_mask:  # equal masks: equal histograms, equal draws
+                for suffix in ("null", "null_low", "null_high", "excess", "excess_low", "excess_high"):
+                    assert rec[f"{key}_{suffix}"] == pytest.approx(d[suffix], rel=1e-12, abs=1e-15), (name, key, suffix)
+                compared += 1
+            else:  # float32 scores from two routes may swap an entry at the threshold
+                assert rec[f"{key}_excess"] == pytest.approx(d["excess"], abs=3 / max(changed.sum(), 1)), (name, key)
+    assert compared >= 10
