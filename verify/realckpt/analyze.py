@@ -18,13 +18,14 @@ import multiprocessing
 import os
 import re
 import time
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from verify.realckpt import stream as St
+from verify.realckpt.job import Job, TensorResult
+from verify.realckpt.job import run as run_job
 from verify.realckpt.layout import BadInput, Checkpoint, order_key, parse_name
 from verify.realckpt.options import Options
-from verify.realckpt.tensor import Job, TensorResult, analyze_tensor
 
 POOL_MIN_ELEMENTS = 1 << 25
 """Below this many elements to read the analysis runs in this process (a pool's start costs seconds)."""
@@ -117,18 +118,23 @@ def _worker_init() -> None:
 
 
 def run_jobs(jobs: list[Job], workers: int, done=None):
-    """Yield ``analyze_tensor(job)`` for every job (in completion order), in this process or a spawned pool."""
+    """Yield the result of every job (in completion order), in this process, a spawned process pool (full
+    analysis: its linear algebra holds the GIL between BLAS calls) or threads (sparsity only: reads and numpy
+    passes release the GIL, and a pool's start would cost more than the whole pass)."""
     if workers <= 1:
         for job in jobs:
-            res = analyze_tensor(job)
+            res = run_job(job)
             if done:
                 done(job.name)
             yield res
         return
-    order = sorted(jobs, key=lambda j: -j.base.size)  # largest first: the pool ends balanced
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+    order = sorted(jobs, key=lambda j: -j.base.size)  # largest first: the workers end together
+    if jobs and jobs[0].opts.sparsity_only:
+        pool = ThreadPoolExecutor(max_workers=workers)
+    else:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
     try:
-        pending = {pool.submit(analyze_tensor, job): job.name for job in order}
+        pending = {pool.submit(run_job, job): job.name for job in order}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_EXCEPTION)
             for fut in finished:

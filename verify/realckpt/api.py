@@ -13,7 +13,6 @@ rows and summary of ``pairs``.
 
 from __future__ import annotations
 
-import json
 from typing import NamedTuple
 
 import pandas as pd
@@ -21,24 +20,13 @@ import pandas as pd
 from verify.realckpt.analyze import analyze
 from verify.realckpt.options import SWEEP, Options
 from verify.realckpt.reading import pair_reading, pairs_reading
+from verify.realckpt.rows import FIRST, RUNS_FIRST, table
 from verify.realckpt.summary import pair_summary, pairs_summary
 
-FIRST = ("name", "layer", "kind", "shape", "dtype", "size", "sparsity_bf16", "sparsity_bitwise", "sparsity_abs")
-RUNS_FIRST = ("name", "layer", "kind", "size", "mean_jaccard", "mean_baseline", "excess", "ratio")
-
-
-def _cell(key: str, v):
-    if key == "shape":
-        return "x".join(map(str, v))
-    if isinstance(v, (list, dict, tuple)):
-        return json.dumps(v)
-    return v
-
-
 def records_frame(records: list[dict], first: tuple = FIRST) -> pd.DataFrame:
-    """Per-tensor records as a DataFrame: ``first`` columns, then the rest sorted; shapes as "MxN", lists as JSON."""
-    keys = [k for k in first if any(k in r for r in records)] + sorted({k for r in records for k in r} - set(first))
-    return pd.DataFrame([{k: _cell(k, r.get(k)) for k in keys} for r in records], columns=keys)
+    """Per-tensor records as a DataFrame with the columns and cells of ``pair.csv`` (``rows.table``)."""
+    keys, rows = table(records, first)
+    return pd.DataFrame(rows, columns=keys)
 
 
 class PairAnalysis(NamedTuple):

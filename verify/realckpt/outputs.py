@@ -2,7 +2,7 @@
 
 Written through ``staging.staged_dir`` (only after the whole analysis succeeded; never touching files this
 command did not write). Files of one pair: ``pair.json`` (summary, reading, one record per tensor),
-``pair.csv`` (the rows of ``api.records_frame``, the same as the Python API returns), ``pair.md`` and
+``pair.csv`` (the rows of ``rows.table``, the same as the Python API's DataFrame), ``pair.md`` and
 ``fig_*.png``. ``pairs`` adds ``pairs.json`` / ``pairs.csv`` (C3 / C4 per tensor), ``pairs.md``,
 ``fig_jaccard.png``, ``fig_consecutive.png`` and ``consensus_<tensor>.png``, with one subfolder per tuned checkpoint.
 """
@@ -17,9 +17,9 @@ import numpy as np
 
 from verify.realckpt import figures as F
 from verify.realckpt.analyze import PairResult, Result
-from verify.realckpt.api import RUNS_FIRST, records_frame
 from verify.realckpt.layout import KINDS
 from verify.realckpt.reading import pair_reading, pairs_reading
+from verify.realckpt.rows import RUNS_FIRST, write_csv
 from verify.realckpt.staging import staged_dir
 from verify.realckpt.summary import pair_summary, pairs_summary
 
@@ -155,7 +155,7 @@ def write_pair(folder: Path, pr: PairResult, figures: bool = True) -> dict:
     summary = pair_summary(pr)
     summary["reading"] = pair_reading(summary)
     _write_json(folder / "pair.json", summary)
-    records_frame(summary["tensors"]).to_csv(folder / "pair.csv", index=False)
+    write_csv(folder / "pair.csv", summary["tensors"])
     figs = (F.pair_figures(folder, summary["tensors"], pr.nulls, pr.options.alpha, pr.options.sweep, pr.options.level)
             if figures else [])
     (folder / "pair.md").write_text(pair_markdown(summary, figs))
@@ -187,7 +187,7 @@ def write_all(out, res: Result, figures: bool = True) -> tuple[Path, list[dict],
             ps = pairs_summary(res, summaries)
             ps["reading"] = pairs_reading(ps)
             _write_json(tmp / "pairs.json", {**ps, "subfolders": subs, "tensors": res.c3})
-            records_frame(res.c3, RUNS_FIRST).to_csv(tmp / "pairs.csv", index=False)
+            write_csv(tmp / "pairs.csv", res.c3, RUNS_FIRST)
             figs = F.runs_figures(tmp, res.c3, ps["consecutive"]["changed_share"]) if figures else []
             for name, c in res.consensus.items() if figures else ():
                 figs.append((f"Consensus map of {name}", F.consensus_figure(tmp, name, c, slug(name))))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import scipy.stats
 
 NUMERICAL_RANK = 1e-7
 """A singular value below this times sigma_1 is beyond what the float64 Gram route resolves (sqrt(eps64)):
@@ -44,6 +43,8 @@ def energy_sweep(Z0: np.ndarray, s0: np.ndarray, C: np.ndarray, d2: float, ks, m
 def isotropic_energy_range(m: int, n: int, k: int, level: float = 0.95) -> tuple[float, float]:
     """Central ``level`` range of the principal energy share of an isotropic Gaussian dW at rank k:
     k^2/(mn) times the chi^2_{k^2} quantiles over k^2 (fixed subspaces, ||dW||_F^2 ~ mn sigma^2)."""
+    import scipy.stats  # a heavy import, not needed on the sparsity-only path
+
     dof = k * k
     lo, hi = scipy.stats.chi2.ppf([(1 - level) / 2, (1 + level) / 2], dof) / dof
     iso = dof / (m * n)

@@ -28,14 +28,14 @@ import os
 import threading
 from contextlib import contextmanager
 
+import ml_dtypes
 import numpy as np
 import scipy.linalg
 import scipy.linalg.blas as blas
 
-from theory import precision as P
 from verify.realckpt.layout import DTYPES, BadInput, TensorInfo, read_elements
 
-BF16 = P.BF16
+BF16 = ml_dtypes.bfloat16
 WHOLE_BYTES = 64 * 2**20
 """Tensors up to this size (stored) are read whole; larger tall ones are streamed in row chunks."""
 
@@ -93,16 +93,37 @@ class Source:
             yield r0, min(self.shape[0], r0 + self.step)
 
 
+def to_bf16(x: np.ndarray) -> np.ndarray:
+    """``theory.precision.to_bf16`` without importing JAX on the fast path: float32 and narrower inputs are cast by
+    ml_dtypes (what that function does for them); float64 goes to it (one correct rounding)."""
+    if x.dtype == np.float64:
+        from theory.precision import to_bf16
+
+        return to_bf16(x)
+    return np.asarray(x, np.float32).astype(BF16)
+
+
+def to_fp16(x: np.ndarray) -> np.ndarray:
+    """``theory.precision.to_fp16`` on the fast path: float32 and narrower inputs through float32 (what that
+    function does for them; bf16 and fp16 convert exactly); float64 goes to it."""
+    if x.dtype == np.float64:
+        from theory.precision import to_fp16
+
+        return to_fp16(x)
+    with np.errstate(over="ignore"):
+        return np.asarray(x, np.float32).astype(np.float16)
+
+
 def bf16_bits(x: np.ndarray, name: str, file) -> np.ndarray:
     """uint16 bits of the stored values rounded to bf16 (a view for bf16); BadInput if a value is or becomes non-finite."""
     if x.dtype == BF16:
         b = x.view(np.uint16)
-        if np.any(b & 0x7F80 == 0x7F80):
+        if b.size and int(np.bitwise_and(b, 0x7F80).max()) == 0x7F80:  # exponent bits all set: NaN or inf
             raise BadInput(f"Tensor `{name}` in {file} holds NaN or infinite values.")
         return b
     if not np.all(np.isfinite(x)):
         raise BadInput(f"Tensor `{name}` in {file} holds NaN or infinite values.")
-    b = P.to_bf16(x).view(np.uint16)
+    b = to_bf16(x).view(np.uint16)
     if np.any(b & 0x7F80 == 0x7F80):
         raise BadInput(f"Tensor `{name}` in {file} holds values that overflow bf16 (magnitude >= 2^128 - 2^119) after rounding to bf16.")
     return b

@@ -12,7 +12,6 @@ import math
 from dataclasses import asdict
 
 import numpy as np
-import scipy.stats
 
 from verify.realckpt.analyze import PairResult, Result
 from verify.realckpt.layout import KINDS
@@ -140,6 +139,8 @@ def _trend(shares: list[float], level: float) -> dict | None:
     """Least-squares slope of the changed share against checkpoint index, with its ``level`` interval (t law)."""
     if len(shares) < 3:
         return None
+    import scipy.stats  # a heavy import, needed for pairs only
+
     x = np.arange(len(shares), dtype=float)
     fit = scipy.stats.linregress(x, shares)
     t = scipy.stats.t.ppf((1 + level) / 2, len(shares) - 2)

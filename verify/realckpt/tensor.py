@@ -20,49 +20,20 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
-
 import jax
 import numpy as np
 
 from theory import null as NL
-from theory import precision as P
 from theory import spectral as S
 from verify.realckpt import spectra as SP
 from verify.realckpt import stream as St
+from verify.realckpt.job import Job, TensorResult
 from verify.realckpt.layout import TensorInfo, is_kernel, parse_name
 from verify.realckpt.options import INTRUDER_COS, Options
+from verify.realckpt.sparsity import TIGHT_ETA, relative_changed
 
-TIGHT_ETA = 2.0**-8
-"""For eta below this the relative probe equals bitwise inequality of bf16 values (theory.precision), so the
-analyzer reads it from the bits; for larger eta it evaluates the formula."""
 NO_STRIPES = ("embed", "head")
 _MAX_GRID = 512  # consensus maps are block-averaged to at most this many cells per side
-
-
-@dataclass(frozen=True)
-class Job:
-    """One tensor name: its base TensorInfo, one TensorInfo (or None) per tuned checkpoint, the options, and
-    whether to draw a consensus map."""
-
-    name: str
-    base: TensorInfo
-    tuned: tuple
-    opts: Options
-    consensus: bool = False
-
-
-@dataclass
-class TensorResult:
-    """What ``analyze_tensor`` returns: per run index, the record and the null statistics; across runs (pairs)
-    the C3 record, its null statistics and a consensus map."""
-
-    name: str
-    records: dict = field(default_factory=dict)
-    nulls: dict = field(default_factory=dict)
-    c3: dict | None = None
-    c3_nulls: dict = field(default_factory=dict)
-    consensus: dict | None = None
 
 
 def _f(x) -> float | None:
@@ -91,11 +62,8 @@ class _Run:
 def _probes(run: _Run, b0, b1, mag0, D, f0, x1, opts: Options, start: int):
     """Change probes of one chunk (flat stored order from ``start``); ``D`` (full mode) = stored tuned - base, float64."""
     bit = St.changed_bits(b0, b1)
-    if opts.eta < TIGHT_ETA:
-        rel = bit
-    else:
-        a, b = St.bits_to_float32(b0).astype(np.float64), St.bits_to_float32(b1).astype(np.float64)
-        rel = ~(np.abs(b - a) <= opts.eta * np.maximum(np.abs(a), np.abs(b)))
+    rel = bit if opts.eta < TIGHT_ETA else relative_changed(b0, b1, opts.eta)
+    if rel is not bit:
         run.counts["rel_vs_bitwise"] += int(np.count_nonzero(rel != bit))
     c = run.counts
     c["changed_bf16"] += int(np.count_nonzero(rel))
@@ -107,7 +75,7 @@ def _probes(run: _Run, b0, b1, mag0, D, f0, x1, opts: Options, start: int):
         c["rel_only"] += int(np.count_nonzero(rel & ~ab))
         run.hist += np.bincount(mag0.reshape(-1)[rel.reshape(-1)], minlength=NL.MAGNITUDES)
     if f0 is not None:
-        run.fp16 += int(np.count_nonzero(f0 != P.to_fp16(x1)))
+        run.fp16 += int(np.count_nonzero(f0 != St.to_fp16(x1)))
     St.pack_into(run.packed, start, rel)
 
 
@@ -149,7 +117,7 @@ def analyze_tensor(job: Job) -> TensorResult:
             if matrix and x0.dtype != St.BF16:
                 low_sel.add_high(~St.magnitude_key(x0))
             X0 = St.as_float64(x0) if full else None
-            f0 = P.to_fp16(x0) if fp16_measured else None
+            f0 = St.to_fp16(x0) if fp16_measured else None
             prev = None
             for run, src in zip(runs, srcs):
                 x1 = src.rows(r0, r1)
@@ -181,7 +149,7 @@ def analyze_tensor(job: Job) -> TensorResult:
     if full:
         _spectra_and_null(job, res, runs, srcs, src0, hist0, G0, low_sel, (m, n), matrix, fp16_measured)
     if len(runs) >= 2:
-        _runs_record(job, res, runs, hist0, (m, n), full)
+        runs_record(job, res, [r.packed for r in runs], [r.consecutive for r in runs[1:]])
     seconds = round(time.perf_counter() - t_start, 3)
     for rec in res.records.values():
         rec["seconds"] = seconds
@@ -379,20 +347,22 @@ def _null_columns(mn: NL.MagnitudeNull, level: float, rec: dict) -> dict:
     return out
 
 
-def _runs_record(job, res, runs, hist0, shape, full) -> None:
-    """C3 / C4 record of one tensor name across runs: pairwise Jaccard against the independent-Bernoulli level
-    pq / (p + q - pq) and (full mode) the magnitude-matched null, stripes, changes between consecutive
-    checkpoints and the share of the first run's changed set still changed in the last (C4)."""
+def runs_record(job, res, packed: list, consecutive: list) -> None:
+    """C3 / C4 record of one tensor name across the runs holding it (``packed``: their changed masks, in run
+    order; ``consecutive``: changed counts between consecutive runs): pairwise Jaccard against the
+    independent-Bernoulli level pq / (p + q - pq) and, when ``res.c3_nulls`` holds them, the magnitude-matched
+    null; stripes; changes between consecutive checkpoints; the share of the first run's changed set still
+    changed in the last (C4); a consensus map when the job asks for one."""
     name, opts = job.name, job.opts
     layer, kind = parse_name(name)
     N = job.base.size
-    R = len(runs)
-    dens = [St.popcount(r.packed) / N for r in runs]
+    R = len(packed)
+    dens = [St.popcount(p) / N for p in packed]
     J = np.full((R, R), np.nan)
     base_ = np.full((R, R), np.nan)
     for i in range(R):
         for j in range(i + 1, R):
-            inter, union = St.popcount(runs[i].packed & runs[j].packed), St.popcount(runs[i].packed | runs[j].packed)
+            inter, union = St.popcount(packed[i] & packed[j]), St.popcount(packed[i] | packed[j])
             J[i, j] = J[j, i] = inter / union if union else np.nan
             with jax.enable_x64(True):
                 base_[i, j] = base_[j, i] = float(S.jaccard_random_baseline(dens[i], dens[j]))
@@ -400,15 +370,14 @@ def _runs_record(job, res, runs, hist0, shape, full) -> None:
     mean = lambda a: float(np.mean(a[np.isfinite(a)])) if np.any(np.isfinite(a)) else np.nan  # noqa: E731
     mj, mb = mean(J[off]), mean(base_[off])
     clean = lambda a: [[_f(x) for x in row] for row in a]  # noqa: E731
-    first = St.popcount(runs[0].packed)
-    kept = St.popcount(runs[0].packed & runs[-1].packed)
-    rec = dict(name=name, layer=layer, kind=kind, size=N, runs=[r.index for r in runs], densities=dens,
+    first = St.popcount(packed[0])
+    kept = St.popcount(packed[0] & packed[-1])
+    rec = dict(name=name, layer=layer, kind=kind, size=N, runs=sorted(res.records), densities=dens,
                jaccard=clean(J), baseline=clean(base_), mean_jaccard=_f(mj), mean_baseline=_f(mb),
                excess=_f(mj - mb), ratio=_f(mj / mb) if mb and np.isfinite(mb) and mb > 0 else None,
-               consecutive_changed=[r.consecutive for r in runs[1:]],
-               consecutive_share=[r.consecutive / N for r in runs[1:]],
+               consecutive_changed=list(consecutive), consecutive_share=[c / N for c in consecutive],
                kept_share=kept / first if first else None)
-    if full and res.c3_nulls:
+    if res.c3_nulls:
         nl = res.c3_nulls
         for key, stat in (("mean_jaccard", nl["mean_jaccard"]), ("kept_share", nl["kept"].value()),
                           *((f"stripes_{a}", v) for a, v in nl["stripes"].items())):
@@ -418,8 +387,8 @@ def _runs_record(job, res, runs, hist0, shape, full) -> None:
             for suffix in ("null", "null_low", "null_high", "excess", "excess_low", "excess_high"):
                 rec[f"{key}_{suffix}"] = _f(s[suffix])
     res.c3 = rec
-    if job.consensus and len(shape) == 2 and len(job.base.shape) == 2:
-        grid, block = consensus_grid([r.packed for r in runs], tuple(job.base.shape), is_kernel(name), opts.chunk)
+    if job.consensus and len(job.base.shape) == 2:
+        grid, block = consensus_grid(packed, tuple(job.base.shape), is_kernel(name), opts.chunk)
         res.consensus = {"grid": grid, "block": block, "runs": R,
                          "shape": tuple(job.base.shape[::-1]) if is_kernel(name) else tuple(job.base.shape)}
 
