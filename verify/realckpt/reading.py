@@ -38,14 +38,15 @@ def band(sparsity: float) -> str:
             else f"below the paper's SFT band ({_pct(lo_sft, 1)} to {_pct(hi_sft, 1)})")
 
 
-def verdict(s: dict) -> str:
-    """'explained by magnitude' when the excess range contains 0, else which way it goes beyond the null."""
+def verdict(s: dict, small: float | None = SMALL_EXCESS) -> str:
+    """'explained by magnitude' when the excess range contains 0, else which way it goes beyond the null (called
+    small below ``small``, for statistics in overlap units)."""
     if s.get("beyond_null") is None:
         return "undefined (nothing changed)"
     if not s["beyond_null"]:
         return "explained by magnitude"
     text = "beyond magnitude: more than the null" if s["excess"] > 0 else "beyond magnitude: less than the null"
-    return text + (f", but small (|excess| < {SMALL_EXCESS:g})" if abs(s["excess"]) < SMALL_EXCESS else "")
+    return text + (f", but small (|excess| < {small:g})" if small is not None and abs(s["excess"]) < small else "")
 
 
 def _overlap(label: str, s: dict, alpha: float) -> str:
@@ -146,6 +147,6 @@ def pairs_reading(summary: dict) -> list[str]:
         lines.append(f"C3: Jaccard of runs {pair} {_num(s['observed'], '.4f')}, magnitude null {_num(s['null'], '.4f')}: excess "
                      f"{_num(s['excess'], '+.4f')} [{_num(s['excess_low'], '+.4f')}, {_num(s['excess_high'], '+.4f')}]: {verdict(s)}.")
     for kind, axes in summary.get("stripes", {}).items():
-        parts = [f"{axis} {verdict(s)} (excess {_num(s['excess'], '+.2e')})" for axis, s in axes.items()]
+        parts = [f"{axis} {verdict(s, None)} (excess {_num(s['excess'], '+.2e')})" for axis, s in axes.items()]
         lines.append(f"C3 stripes of {kind}: " + "; ".join(parts) + ".")
     return lines
