@@ -227,13 +227,14 @@ def _pooled_drift(n_b, present, stratum_of, n_s, c_s, levels) -> tuple[float, fl
     if np.all(c_s == n_s):
         return float("inf"), 0.0
 
-    def nll(t):
-        p = np.clip(_stratum_probabilities(n_b, present, stratum_of, n_s, np.atleast_1d(t))[0], 1e-300, 1 - 1e-16)
-        return -float(np.sum(c_s * np.log(p) + (n_s - c_s) * np.log1p(-p)))
+    def nlls(ts):
+        p = np.clip(_stratum_probabilities(n_b, present, stratum_of, n_s, np.atleast_1d(ts)), 1e-300, 1 - 1e-16)
+        return -np.sum(c_s * np.log(p) + (n_s - c_s) * np.log1p(-p), axis=1)
 
+    nll = lambda t: float(nlls(t)[0])  # noqa: E731
     lo, hi = float(np.log(levels.min())) - 40.0, float(np.log(levels.max())) + 40.0
     grid = np.linspace(lo, hi, 161)
-    start = grid[int(np.argmin([nll(t) for t in grid]))]
+    start = grid[int(np.argmin(nlls(grid)))]
     res = scipy.optimize.minimize_scalar(nll, bounds=(start - 0.6, start + 0.6), method="bounded", options={"xatol": 1e-10})
     t, e = float(res.x), 1e-3
     curv = (nll(t + e) - 2 * nll(t) + nll(t - e)) / e**2
