@@ -269,25 +269,27 @@ def singular_values(lam: np.ndarray) -> np.ndarray:
 
 
 def orthonormal(B: np.ndarray) -> np.ndarray:
-    """Q of the thin QR of B (m, k), diag(R) > 0: columns scaled to unit norm, then CholeskyQR twice.
+    """Q of the thin QR of B (m, k), diag(R) > 0: columns scaled to unit norm, then CholeskyQR twice; B (C order)
+    is overwritten, so the largest factor needs no second copy.
 
     B = T V_k has orthogonal columns in exact arithmetic (norms sigma_i), so after scaling its condition number
     is about 1 and CholeskyQR2 (Q = B R^-1 with R^T R = B^T B, repeated) is as accurate as Householder QR at a
-    fraction of its cost on tall matrices (BLAS-3 only). Zero columns stay zero; a rank-deficient B falls back
-    to Householder QR."""
+    fraction of its cost on tall matrices (BLAS-3 only). A rank-deficient B (a zero column, say) falls back to
+    Householder QR of the scaled matrix, which has the same Q."""
     with single_blas_thread():
         norms = np.linalg.norm(B, axis=0)
-        Q = B / np.where(norms > 0, norms, 1.0)
+        B /= np.where(norms > 0, norms, 1.0)
+        Q = B
         try:
             for _ in range(2):
                 R = scipy.linalg.cholesky(Q.T @ Q, lower=False, check_finite=False)
-                Q = scipy.linalg.solve_triangular(R, Q.T, trans="T", lower=False, check_finite=False).T
+                Q = scipy.linalg.solve_triangular(R, Q.T, trans="T", lower=False, overwrite_b=True, check_finite=False).T
         except np.linalg.LinAlgError:
-            Q, R = np.linalg.qr(B)
+            Q, R = np.linalg.qr(Q)
             sign = np.sign(np.diag(R))
             sign[sign == 0] = 1.0
             return Q * sign
-    return np.ascontiguousarray(Q)
+    return Q if Q.flags.c_contiguous else np.ascontiguousarray(Q)
 
 
 def as_float64(x: np.ndarray) -> np.ndarray:

@@ -270,20 +270,15 @@ def _is_bf16(src) -> bool:
 
 def _other_side(src0, srcs, Z0k, Z1s, chunk, tall) -> list[tuple[np.ndarray, np.ndarray]]:
     """(U_k, V_k) in the stored orientation for the base and each tuned matrix: B = T Z (pass 2), QR."""
-    sources = [src0, *srcs]
-    Zs = [Z0k, *Z1s]
-    Bs = []
-    for src, Z in zip(sources, Zs):
+    out = []
+    for src, Z in zip([src0, *srcs], [Z0k, *Z1s]):
         if src.data is not None:
             B = np.concatenate([X @ Z for _, _, X in St.tall_blocks(src.data, chunk)])
         else:
             B = np.empty((src.shape[0], Z.shape[1]))
             for r0, r1 in src.ranges():
                 B[r0:r1] = St.as_float64(src.rows(r0, r1)) @ Z
-        Bs.append(B)
-    out = []
-    for B, Z in zip(Bs, Zs):
-        Q = St.orthonormal(B)
+        Q = St.orthonormal(B)  # one B at a time: the vocabulary-sized ones are the largest arrays held
         out.append((Q, Z) if tall else (Z, Q))
     return out
 

@@ -439,3 +439,14 @@ def test_toy_run_snapshots_give_the_null_function_s_overlaps(session_runs, tmp_p
             else:  # float32 scores from two routes may swap an entry at the threshold
                 assert rec[f"{key}_excess"] == pytest.approx(d["excess"], abs=3 / max(changed.sum(), 1)), (name, key)
     assert compared >= 10
+
+
+def test_orthonormal_is_the_householder_q_with_positive_diagonal():
+    rng = np.random.default_rng(3)
+    B = rng.standard_normal((500, 12)) * np.logspace(0, 3, 12)  # columns of very different norms
+    Q, R = np.linalg.qr(B)
+    Q *= np.sign(np.diag(R))
+    np.testing.assert_allclose(St.orthonormal(B.copy()), Q, atol=1e-12)
+    B[:, 4] = 0.0  # rank deficient: Householder fallback, still orthonormal
+    Q2 = St.orthonormal(B.copy())
+    np.testing.assert_allclose(Q2.T @ Q2, np.eye(12), atol=1e-12)
