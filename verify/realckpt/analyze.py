@@ -9,7 +9,9 @@ analysis is partial (the CLI warns and exits with status 3 unless --allow-partia
 Parallelism. Tensor names are independent: with ``workers`` > 1 they run in a process pool (spawned, one
 BLAS thread each), largest first so the two cores finish together; each worker reads its tensors itself and
 sends back records, null counts and consensus grids only. Results do not depend on the number of workers
-(every random draw comes from ``theory.null.null_rng`` of the tensor name).
+(every random draw comes from ``theory.null.null_rng`` of the tensor name). Spawned workers import the main
+module again, so a script calling the analysis with workers > 1 needs the usual ``if __name__ == "__main__":``
+guard (the command line and notebooks need nothing).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import sys
 import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -121,6 +124,9 @@ def run_jobs(jobs: list[Job], workers: int, done=None):
     """Yield the result of every job (in completion order), in this process, a spawned process pool (full
     analysis: its linear algebra holds the GIL between BLAS calls) or threads (sparsity only: reads and numpy
     passes release the GIL, and a pool's start would cost more than the whole pass)."""
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    if main_file is not None and not os.path.exists(main_file) and not (jobs and jobs[0].opts.sparsity_only):
+        workers = 1  # spawned workers re-import the main module; one read from stdin cannot be
     if workers <= 1:
         for job in jobs:
             res = run_job(job)

@@ -55,7 +55,9 @@ def analyze_pair(base, tuned, *, rank: int = 64, alpha: float = 0.5, include: st
                  chunk: int = 1 << 22, workers: int | None = None, quiet: bool = True) -> PairAnalysis:
     """Analyse a tuned checkpoint against its base (``python -m verify pair``): rows and summary (module docstring).
 
-    Raises ``verify.realckpt.layout.BadInput`` (one sentence naming the file and tensor) on bad input."""
+    ``workers``: processes for large checkpoints (default 2 above ``analyze.POOL_MIN_ELEMENTS`` elements, else 1;
+    a script using more than one needs an ``if __name__ == "__main__":`` guard). Raises
+    ``verify.realckpt.layout.BadInput`` (one sentence naming the file and tensor) on bad input."""
     opts = _options(rank, alpha, include, exclude, sweep, draws, seed, level, sparsity_only, chunk)
     res = analyze(base, [tuned], opts, quiet=quiet, workers=workers)
     s = pair_summary(res.pairs[0])
