@@ -26,6 +26,7 @@ import numpy as np
 from theory import null as NL
 from theory import spectral as S
 from verify.realckpt import spectra as SP
+from verify.realckpt import select as Sel
 from verify.realckpt import stream as St
 from verify.realckpt.job import Job, TensorResult
 from verify.realckpt.layout import TensorInfo, is_kernel, parse_name
@@ -106,7 +107,7 @@ def analyze_tensor(job: Job) -> TensorResult:
     fp16_measured = info0.dtype != "BF16" or any(info.dtype != "BF16" for _, info in present)
     hist0 = np.zeros(NL.MAGNITUDES, np.int64)
     G0 = np.zeros((r, r)) if matrix else None
-    low_sel = St.Selector(m, n, S.mask_count(N, opts.alpha), is_kernel(name)) if matrix else None
+    low_sel = Sel.Selector(m, n, S.mask_count(N, opts.alpha), is_kernel(name)) if matrix else None
     with St.single_blas_thread():
         for r0, r1 in src0.ranges():  # pass 1
             x0 = src0.rows(r0, r1)
@@ -115,7 +116,7 @@ def analyze_tensor(job: Job) -> TensorResult:
             if full:
                 hist0 += np.bincount(mag0.reshape(-1), minlength=NL.MAGNITUDES)
             if matrix and x0.dtype != St.BF16:
-                low_sel.add_high(~St.magnitude_key(x0))
+                low_sel.add_high(~Sel.magnitude_key(x0))
             X0 = St.as_float64(x0) if full else None
             f0 = St.to_fp16(x0) if fp16_measured else None
             prev = None
@@ -201,8 +202,8 @@ def _spectra_and_null(job, res, runs, srcs, src0, hist0, G0, low_sel, shape, mat
                 tuned.append((St.singular_values(lam1), Z1, St.singular_values(lamD)))
             factors = _other_side(src0, srcs, Z0[:, :k], [t[1] for t in tuned], opts.chunk, m >= n)  # pass 2
         U0, V0 = factors[0]
-        sel = St.Selector(m, n, S.mask_count(m * n, opts.alpha), transposed)
-        keys = St.principal_keys(U0, s0[:k], V0, opts.chunk)
+        sel = Sel.Selector(m, n, S.mask_count(m * n, opts.alpha), transposed)
+        keys = Sel.principal_keys(U0, s0[:k], V0, opts.chunk)
         ranges = list(src0.ranges())
         with St.single_blas_thread():
             for r0, r1 in ranges:
@@ -213,13 +214,13 @@ def _spectra_and_null(job, res, runs, srcs, src0, hist0, G0, low_sel, shape, mat
             low_sel.set_high(np.concatenate([np.zeros(65536 - NL.MAGNITUDES, np.int64), hist0[::-1]]), 0xFFFF)
         else:
             for r0, r1 in ranges:
-                low_sel.add_low(~St.magnitude_key(src0.rows(r0, r1)))
+                low_sel.add_low(~Sel.magnitude_key(src0.rows(r0, r1)))
         with St.single_blas_thread():
             for r0, r1 in ranges:  # pass 3
                 x0 = src0.rows(r0, r1)
                 mag0 = St.bf16_bits(x0, name, src0.info.file) & np.uint16(0x7FFF)
                 sel.write(r0, keys(r0, r1), mag0)
-                low_sel.write(r0, ~St.magnitude_key(x0), mag0)
+                low_sel.write(r0, ~Sel.magnitude_key(x0), mag0)
                 if lines is not None:
                     lines.add(r0, r1, mag0)
         principal, low = sel.finish(), low_sel.finish()

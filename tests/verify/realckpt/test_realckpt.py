@@ -19,6 +19,7 @@ import scipy.linalg
 
 from theory import precision as P
 from theory import spectral as S
+from verify.realckpt import select as Sel
 from verify.realckpt import stream as St
 from verify.realckpt import tensor as T
 from verify.realckpt.cli import main
@@ -253,12 +254,12 @@ def test_streamed_masks_equal_theory_masks_with_ties(transposed):
     W = (0.01 * rng.integers(-6, 7, (48, 40))).astype(np.float32).astype(BF)  # 13 distinct values: many ties
     Wa = W.T if transposed else W  # the analysed (out, in) matrix
     for alpha in (0.3, 0.5, 0.77):
-        low = St.low_magnitude_mask_packed(W, alpha, transposed, chunk=64)
+        low = Sel.low_magnitude_mask_packed(W, alpha, transposed, chunk=64)
         ref = np.asarray(S.low_magnitude_mask(Wa.astype(np.float32), alpha))
         ref = ref.T if transposed else ref
         assert np.array_equal(np.unpackbits(low, count=W.size).astype(bool), ref.reshape(-1))
     s, U, V = St.top_k_factors(W, 5)
-    got = np.unpackbits(St.principal_mask_packed(U, s[:5], V, 0.5, transposed, chunk=64), count=W.size).astype(bool)
+    got = np.unpackbits(Sel.principal_mask_packed(U, s[:5], V, 0.5, transposed, chunk=64), count=W.size).astype(bool)
     ref = np.asarray(S.principal_mask_from_factors(V, s[:5], U, 0.5)).T if transposed else np.asarray(S.principal_mask_from_factors(U, s[:5], V, 0.5))
     assert got.sum() == ref.sum() == S.mask_count(W.size, 0.5)
     assert np.count_nonzero(got != ref.reshape(-1)) <= 2  # float32 scores computed by two libraries
@@ -428,7 +429,7 @@ def test_toy_run_snapshots_give_the_null_function_s_overlaps(session_runs, tmp_p
         changed = P.changed_mask_relative(w0, w1)
         direct = NL.magnitude_null(w0, changed, {"principal": principal, "low_magnitude": low}, rng=NL.null_rng(name, 0))
         sU, U, V = St.top_k_factors(w0, k)
-        streamed = np.unpackbits(St.principal_mask_packed(U, sU[:k], V, alpha, rec["transposed"]), count=w0.size).reshape(w0.shape)
+        streamed = np.unpackbits(Sel.principal_mask_packed(U, sU[:k], V, alpha, rec["transposed"]), count=w0.size).reshape(w0.shape)
         same_mask = np.array_equal(streamed.astype(bool), principal)
         for region, key in (("principal", "principal_overlap"), ("low_magnitude", "low_mag_overlap")):
             d = direct.overlaps[region].summary()
