@@ -16,6 +16,11 @@ from verify.realckpt.options import PAPER_RL_BAND, PAPER_SFT_BAND
 from verify.realckpt.summary import OVERLAPS
 
 
+def color(kind: str) -> str:
+    """The same color for a module kind in every figure."""
+    return f"C{KINDS.index(kind) % 10}"
+
+
 def _plt():
     import matplotlib
 
@@ -82,8 +87,8 @@ def _save(fig, ax, folder: Path, name: str, title: str, xlabel: str, ylabel: str
 
 
 def _lines(ax, series: dict, scale: float = 1.0, **kw) -> None:
-    for i, (kind, (x, y)) in enumerate(series.items()):
-        ax.plot(x, scale * y, "o-", ms=3, lw=1.2, color=f"C{i % 10}", label=kind, **kw)
+    for kind, (x, y) in series.items():
+        ax.plot(x, scale * y, "o-", ms=3, lw=1.2, color=color(kind), label=kind, **kw)
 
 
 def pair_figures(folder: Path, records: list[dict], nulls: list[dict], alpha: float, sweep, level: float) -> list[tuple[str, str]]:
@@ -115,8 +120,8 @@ def pair_figures(folder: Path, records: list[dict], nulls: list[dict], alpha: fl
         null = by_kind(records, mean_of(f"{key}_null"), pos)
 
         def ref(ax, null=null):
-            for i, (kind, (x, y)) in enumerate(null.items()):
-                ax.plot(x, y, ":", lw=1, color=f"C{i % 10}")
+            for kind, (x, y) in null.items():
+                ax.plot(x, y, ":", lw=1, color=color(kind))
             ax.axhline(alpha, color="k", ls="--", lw=0.8, label=f"random level alpha = {alpha:g}")
             ax.plot([], [], "k:", lw=1, label="magnitude-matched null (dotted)")
 
@@ -137,8 +142,8 @@ def pair_figures(folder: Path, records: list[dict], nulls: list[dict], alpha: fl
     iso = by_kind(records, mean_of("energy_isotropic"), pos)
 
     def iso_lines(ax):
-        for i, (kind, (x, y)) in enumerate(iso.items()):
-            ax.plot(x, y, ":", lw=1, color=f"C{i % 10}")
+        for kind, (x, y) in iso.items():
+            ax.plot(x, y, ":", lw=1, color=color(kind))
         ax.plot([], [], "k:", lw=1, label="isotropic level k^2/(mn) (dotted)")
 
     fig_by_layer("fig_principal_energy.png", "Principal energy share of dW at k = rank (top-k of W0)",
@@ -158,7 +163,7 @@ def _excess_figure(folder, records, nulls, pos, ticks, labels, level, drawn) -> 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
     any_drawn = False
     for ax, (region, key) in zip(axes, OVERLAPS):
-        for i, kind in enumerate(KINDS):
+        for kind in KINDS:
             groups: dict = {}
             for r, nl in zip(records, nulls):
                 if r["kind"] == kind and region in nl and r.get(key) is not None:
@@ -169,7 +174,7 @@ def _excess_figure(folder, records, nulls, pos, ticks, labels, level, drawn) -> 
             s = [groups[x].summary(level) for x in xs]
             y = np.array([v["excess"] for v in s])
             err = np.array([[v["excess"] - v["excess_low"], v["excess_high"] - v["excess"]] for v in s]).T
-            ax.errorbar(xs, y, yerr=err, fmt="o-", ms=3, lw=1.0, capsize=2, color=f"C{i % 10}", label=kind)
+            ax.errorbar(xs, y, yerr=err, fmt="o-", ms=3, lw=1.0, capsize=2, color=color(kind), label=kind)
             any_drawn = True
         ax.axhline(0.0, color="k", lw=0.8)
         ax.set_title(f"{'principal' if region == 'principal' else 'low-magnitude'} mask", fontsize=9)
@@ -191,7 +196,7 @@ def _sweep_figure(folder, records, sweep, drawn) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     any_drawn = False
-    for i, kind in enumerate(KINDS):
+    for kind in KINDS:
         ks, med = [], []
         for req in sweep:
             v = [r[f"energy_ratio_k{req}"] for r in records if r["kind"] == kind and r.get(f"energy_ratio_k{req}") is not None]
@@ -199,7 +204,7 @@ def _sweep_figure(folder, records, sweep, drawn) -> None:
                 ks.append(req)
                 med.append(float(np.median(v)))
         if ks:
-            ax.plot(ks, med, "o-", ms=4, lw=1.2, color=f"C{i % 10}", label=kind)
+            ax.plot(ks, med, "o-", ms=4, lw=1.2, color=color(kind), label=kind)
             any_drawn = True
     if not any_drawn:
         plt.close(fig)
@@ -225,8 +230,8 @@ def runs_figures(folder: Path, c3: list[dict], consecutive: list[float]) -> list
         for extra, style, label in (("mean_baseline", ":", "independent Bernoulli level pq/(p+q-pq) (dotted)"),
                                     ("mean_jaccard_null", "--", "magnitude-matched null (dashed)")):
             ref = by_kind(c3, mean_of(extra), pos)
-            for i, (kind, (x, y)) in enumerate(ref.items()):
-                ax.plot(x, y, style, lw=1, color=f"C{i % 10}")
+            for kind, (x, y) in ref.items():
+                ax.plot(x, y, style, lw=1, color=color(kind))
             if ref:
                 ax.plot([], [], "k" + style, lw=1, label=label)
         drawn.append(("Mean pairwise Jaccard against layer index", _save(
