@@ -10,8 +10,8 @@ drift and principal angles (C10), principal and low-magnitude overlap against th
 over k against the isotropic level (C11), the structure of dW, and across runs Jaccard and stripes against
 the null with consensus maps (C3) and changes between consecutive checkpoints (C4).
 
-Modules: ``layout`` (files, shards, names), ``stream`` (chunked reading, Gram matrices, eigensolver),
-``select`` (masks by histogram selection), ``spectra`` (metrics from Gram matrices), ``tensor`` (the full
+Modules: ``layout`` (files, shards, names), ``stream`` (chunked reading, bits, BLAS threads), ``linalg``
+(Gram matrices, eigensolver), ``select`` (masks by histogram selection), ``spectra`` (metrics from Gram matrices), ``tensor`` (the full
 analysis of one tensor name, in a worker), ``sparsity`` (the sparsity-only pass), ``job``, ``analyze``
 (matching, process pool), ``summary`` (whole-model pooling), ``reading`` (what it means), ``rows`` and ``api``
 (CSV rows, DataFrames), ``figures``, ``outputs``, ``staging`` (the output folder), ``options``, ``cli``.

@@ -18,7 +18,7 @@ from verify.realckpt import stream as St
 from verify.realckpt.job import Job, TensorResult
 from verify.realckpt.layout import is_kernel, parse_name
 
-CHUNK = 1 << 18
+CHUNK = 1 << 19
 """Elements per chunk in this mode (cache-sized: each numpy pass over it stays in L2)."""
 TIGHT_ETA = 2.0**-8
 """Below this eta the relative probe is bitwise inequality of bf16 values (theory.precision)."""

@@ -26,6 +26,7 @@ import numpy as np
 from theory import null as NL
 from theory import spectral as S
 from verify.realckpt import spectra as SP
+from verify.realckpt import linalg as LA
 from verify.realckpt import select as Sel
 from verify.realckpt import stream as St
 from verify.realckpt.job import Job, TensorResult
@@ -83,9 +84,9 @@ def _probes(run: _Run, b0, b1, mag0, D, f0, x1, opts: Options, start: int):
 def _add_products(run: _Run, G0, X0: np.ndarray, D: np.ndarray, first: bool) -> None:
     """G0 += X0^T X0 (once per chunk), C += X0^T D, G_dW += D^T D for one tuned checkpoint."""
     if first:
-        St.add_gram(G0, X0)
+        LA.add_gram(G0, X0)
     run.C += X0.T @ D
-    St.add_gram(run.GD, D)
+    LA.add_gram(run.GD, D)
 
 
 def analyze_tensor(job: Job) -> TensorResult:
@@ -191,15 +192,15 @@ def _spectra_and_null(job, res, runs, srcs, src0, hist0, G0, low_sel, shape, mat
         r = min(m, n)
         k, K = min(opts.rank, r), min(opts.top, r)
         with St.single_blas_thread():
-            G0s = St.symmetric(G0)
-            lam0, Z0 = St.eigen(G0s, K)
-            s0 = St.singular_values(lam0)
+            G0s = LA.symmetric(G0)
+            lam0, Z0 = LA.eigen(G0s, K)
+            s0 = LA.singular_values(lam0)
             tuned = []
             for run in runs:
-                GDs = St.symmetric(run.GD)
-                lam1, Z1 = St.eigen(G0s + run.C + run.C.T + GDs, k)
-                lamD, _ = St.eigen(GDs, 0)
-                tuned.append((St.singular_values(lam1), Z1, St.singular_values(lamD)))
+                GDs = LA.symmetric(run.GD)
+                lam1, Z1 = LA.eigen(G0s + run.C + run.C.T + GDs, k)
+                lamD, _ = LA.eigen(GDs, 0)
+                tuned.append((LA.singular_values(lam1), Z1, LA.singular_values(lamD)))
             factors = _other_side(src0, srcs, Z0[:, :k], [t[1] for t in tuned], opts.chunk, m >= n)  # pass 2
         U0, V0 = factors[0]
         sel = Sel.Selector(m, n, S.mask_count(m * n, opts.alpha), transposed)
@@ -279,7 +280,7 @@ def _other_side(src0, srcs, Z0k, Z1s, chunk, tall) -> list[tuple[np.ndarray, np.
             B = np.empty((src.shape[0], Z.shape[1]))
             for r0, r1 in src.ranges():
                 B[r0:r1] = St.as_float64(src.rows(r0, r1)) @ Z
-        Q = St.orthonormal(B)  # one B at a time: the vocabulary-sized ones are the largest arrays held
+        Q = LA.orthonormal(B)  # one B at a time: the vocabulary-sized ones are the largest arrays held
         out.append((Q, Z) if tall else (Z, Q))
     return out
 

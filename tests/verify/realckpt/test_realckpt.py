@@ -19,6 +19,7 @@ import scipy.linalg
 
 from theory import precision as P
 from theory import spectral as S
+from verify.realckpt import linalg as LA
 from verify.realckpt import select as Sel
 from verify.realckpt import stream as St
 from verify.realckpt import tensor as T
@@ -240,7 +241,7 @@ def test_top_k_factors_match_full_svd(m, n, k):
     U, _ = np.linalg.qr(rng.standard_normal((m, r)))
     V, _ = np.linalg.qr(rng.standard_normal((n, r)))
     W = ((U * s_true) @ V.T).astype(np.float32).astype(BF)  # a bf16 matrix, as read from a checkpoint
-    s, Uk, Vk = St.top_k_factors(W, k, chunk=4096)
+    s, Uk, Vk = LA.top_k_factors(W, k, chunk=4096)
     u, sv, vt = np.linalg.svd(W.astype(np.float64), full_matrices=False)
     np.testing.assert_allclose(s, sv, rtol=1e-10, atol=1e-12 * sv[0])
     for ref, got in ((u[:, :k], Uk), (vt[:k].T, Vk)):  # oracle: scipy's principal angles
@@ -258,7 +259,7 @@ def test_streamed_masks_equal_theory_masks_with_ties(transposed):
         ref = np.asarray(S.low_magnitude_mask(Wa.astype(np.float32), alpha))
         ref = ref.T if transposed else ref
         assert np.array_equal(np.unpackbits(low, count=W.size).astype(bool), ref.reshape(-1))
-    s, U, V = St.top_k_factors(W, 5)
+    s, U, V = LA.top_k_factors(W, 5)
     got = np.unpackbits(Sel.principal_mask_packed(U, s[:5], V, 0.5, transposed, chunk=64), count=W.size).astype(bool)
     ref = np.asarray(S.principal_mask_from_factors(V, s[:5], U, 0.5)).T if transposed else np.asarray(S.principal_mask_from_factors(U, s[:5], V, 0.5))
     assert got.sum() == ref.sum() == S.mask_count(W.size, 0.5)
@@ -428,7 +429,7 @@ def test_toy_run_snapshots_give_the_null_function_s_overlaps(session_runs, tmp_p
             principal, low = principal.T, low.T
         changed = P.changed_mask_relative(w0, w1)
         direct = NL.magnitude_null(w0, changed, {"principal": principal, "low_magnitude": low}, rng=NL.null_rng(name, 0))
-        sU, U, V = St.top_k_factors(w0, k)
+        sU, U, V = LA.top_k_factors(w0, k)
         streamed = np.unpackbits(Sel.principal_mask_packed(U, sU[:k], V, alpha, rec["transposed"]), count=w0.size).reshape(w0.shape)
         same_mask = np.array_equal(streamed.astype(bool), principal)
         for region, key in (("principal", "principal_overlap"), ("low_magnitude", "low_mag_overlap")):
@@ -447,7 +448,7 @@ def test_orthonormal_is_the_householder_q_with_positive_diagonal():
     B = rng.standard_normal((500, 12)) * np.logspace(0, 3, 12)  # columns of very different norms
     Q, R = np.linalg.qr(B)
     Q *= np.sign(np.diag(R))
-    np.testing.assert_allclose(St.orthonormal(B.copy()), Q, atol=1e-12)
+    np.testing.assert_allclose(LA.orthonormal(B.copy()), Q, atol=1e-12)
     B[:, 4] = 0.0  # rank deficient: Householder fallback, still orthonormal
-    Q2 = St.orthonormal(B.copy())
+    Q2 = LA.orthonormal(B.copy())
     np.testing.assert_allclose(Q2.T @ Q2, np.eye(12), atol=1e-12)
