@@ -13,7 +13,7 @@ consensus grid); the tensors themselves never leave it. Passes over the data (ro
 
 The null (``theory.null``) is fitted per tuned checkpoint from the histograms, with draws from
 ``null_rng(name, seed + run index)``: a direct call of ``theory.null.magnitude_null`` on the same arrays with
-that generator gives the same numbers. Sparsity-only mode runs pass 1's probes alone.
+that generator gives the same numbers. Sparsity-only mode runs ``sparsity`` instead.
 """
 
 from __future__ import annotations
@@ -48,11 +48,9 @@ def _f(x) -> float | None:
 class _Run:
     """Per tuned checkpoint state of one tensor name."""
 
-    def __init__(self, index: int, info: TensorInfo, N: int, full: bool, r: int):
+    def __init__(self, index: int, info: TensorInfo, N: int, r: int):
         self.index, self.info = index, info
-        self.counts = dict(changed_bf16=0, changed_bitwise=0, rel_vs_bitwise=0)
-        if full:
-            self.counts.update(changed_abs=0, abs_only=0, rel_only=0)
+        self.counts = dict(changed_bf16=0, changed_bitwise=0, rel_vs_bitwise=0, changed_abs=0, abs_only=0, rel_only=0)
         self.fp16 = 0
         self.packed = np.zeros((N + 7) // 8, np.uint8)
         self.hist = np.zeros(NL.MAGNITUDES, np.int64)
@@ -62,7 +60,7 @@ class _Run:
 
 
 def _probes(run: _Run, b0, b1, mag0, D, f0, x1, opts: Options, start: int):
-    """Change probes of one chunk (flat stored order from ``start``); ``D`` (full mode) = stored tuned - base, float64."""
+    """Change probes of one chunk (flat stored order from ``start``); ``D`` = stored tuned - base, float64."""
     bit = St.changed_bits(b0, b1)
     rel = bit if opts.eta < TIGHT_ETA else relative_changed(b0, b1, opts.eta)
     if rel is not bit:
@@ -70,12 +68,11 @@ def _probes(run: _Run, b0, b1, mag0, D, f0, x1, opts: Options, start: int):
     c = run.counts
     c["changed_bf16"] += int(np.count_nonzero(rel))
     c["changed_bitwise"] += int(np.count_nonzero(bit))
-    if D is not None:
-        ab = np.abs(D) > opts.tol
-        c["changed_abs"] += int(np.count_nonzero(ab))
-        c["abs_only"] += int(np.count_nonzero(ab & ~rel))
-        c["rel_only"] += int(np.count_nonzero(rel & ~ab))
-        run.hist += np.bincount(mag0.reshape(-1)[rel.reshape(-1)], minlength=NL.MAGNITUDES)
+    ab = np.abs(D) > opts.tol
+    c["changed_abs"] += int(np.count_nonzero(ab))
+    c["abs_only"] += int(np.count_nonzero(ab & ~rel))
+    c["rel_only"] += int(np.count_nonzero(rel & ~ab))
+    run.hist += np.bincount(mag0.reshape(-1)[rel.reshape(-1)], minlength=NL.MAGNITUDES)
     if f0 is not None:
         run.fp16 += int(np.count_nonzero(f0 != St.to_fp16(x1)))
     St.pack_into(run.packed, start, rel)
@@ -93,18 +90,17 @@ def analyze_tensor(job: Job) -> TensorResult:
     """All metrics of one tensor name (module docstring); raises ``layout.BadInput`` naming the tensor and file."""
     t_start = time.perf_counter()
     opts, name = job.opts, job.name
-    full = not opts.sparsity_only
     layer, kind = parse_name(name)
     info0 = job.base
     m, n = St.as_rows(info0.shape)
-    matrix = full and len(info0.shape) == 2 and min(m, n) >= 1
+    matrix = len(info0.shape) == 2 and min(m, n) >= 1
     wide = matrix and m < n
     r = min(m, n) if matrix else 0
     N = info0.size
     src0 = St.Source(info0, opts.chunk, whole=wide)
     present = [(j, info) for j, info in enumerate(job.tuned) if info is not None]
     srcs = [St.Source(info, opts.chunk, whole=wide) for _, info in present]
-    runs = [_Run(j, info, N, full, r) for j, info in present]
+    runs = [_Run(j, info, N, r) for j, info in present]
     fp16_measured = info0.dtype != "BF16" or any(info.dtype != "BF16" for _, info in present)
     hist0 = np.zeros(NL.MAGNITUDES, np.int64)
     G0 = np.zeros((r, r)) if matrix else None
@@ -113,18 +109,17 @@ def analyze_tensor(job: Job) -> TensorResult:
         for r0, r1 in src0.ranges():  # pass 1
             x0 = src0.rows(r0, r1)
             b0 = St.bf16_bits(x0, name, info0.file)
-            mag0 = b0 & np.uint16(0x7FFF) if full else None
-            if full:
-                hist0 += np.bincount(mag0.reshape(-1), minlength=NL.MAGNITUDES)
+            mag0 = b0 & np.uint16(0x7FFF)
+            hist0 += np.bincount(mag0.reshape(-1), minlength=NL.MAGNITUDES)
             if matrix and x0.dtype != St.BF16:
                 low_sel.add_high(~Sel.magnitude_key(x0))
-            X0 = St.as_float64(x0) if full else None
+            X0 = St.as_float64(x0)
             f0 = St.to_fp16(x0) if fp16_measured else None
             prev = None
             for run, src in zip(runs, srcs):
                 x1 = src.rows(r0, r1)
                 b1 = St.bf16_bits(x1, name, run.info.file)
-                D = St.as_float64(x1) - X0 if full else None
+                D = St.as_float64(x1) - X0
                 _probes(run, b0, b1, mag0, D, f0, x1, opts, r0 * n)
                 if prev is not None:
                     run.consecutive += int(np.count_nonzero(St.changed_bits(prev, b1)))
@@ -145,11 +140,10 @@ def analyze_tensor(job: Job) -> TensorResult:
         rec = dict(base_rec, dtype=info0.dtype if info0.dtype == i1.dtype else f"{info0.dtype}/{i1.dtype}",
                    rounded_to_bf16="+".join(rounded), **c,
                    sparsity_bf16=1 - c["changed_bf16"] / N, sparsity_bitwise=1 - c["changed_bitwise"] / N,
-                   sparsity_abs=1 - c["changed_abs"] / N if full else None,
+                   sparsity_abs=1 - c["changed_abs"] / N,
                    sparsity_fp16=1 - run.fp16 / N if fp16_measured else None)
         res.records[run.index] = rec
-    if full:
-        _spectra_and_null(job, res, runs, srcs, src0, hist0, G0, low_sel, (m, n), matrix, fp16_measured)
+    _spectra_and_null(job, res, runs, srcs, src0, hist0, G0, low_sel, (m, n), matrix, fp16_measured)
     if len(runs) >= 2:
         runs_record(job, res, [r.packed for r in runs], [r.consecutive for r in runs[1:]])
     seconds = round(time.perf_counter() - t_start, 3)

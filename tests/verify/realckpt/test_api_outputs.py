@@ -174,3 +174,17 @@ def test_bad_worker_count_and_sweep_are_one_sentence(tmp_path, capsys):
 def test_bf16_values_read_through_bits_equal_the_dtype_cast():
     x = np.random.default_rng(0).standard_normal(1000).astype(np.float32).astype(BF)
     np.testing.assert_array_equal(St.as_float64(x), x.astype(np.float64))
+
+
+def test_bit_checks_equal_the_theory_probes_on_every_pattern():
+    every = np.arange(0x10000, dtype=np.uint16)
+    finite = (every & 0x7F80) != 0x7F80
+    assert not St.not_finite_bits(every[finite])
+    assert all(St.not_finite_bits(np.array([v, 0x3F80], np.uint16)) for v in every[~finite])
+    rng = np.random.default_rng(1)
+    vals = np.array([0.0, -0.0, 1.0, -1.0, 2.0**-130, -(2.0**-130), 3.0], np.float32).astype(BF)
+    a, b = rng.choice(vals, 5000), rng.choice(vals, 5000)
+    np.testing.assert_array_equal(St.changed_bits(a.view(np.uint16), b.view(np.uint16)), P.changed_mask_bitwise(a, b))
+    f = rng.standard_normal(300).astype(np.float32)
+    np.testing.assert_array_equal(St.to_bf16(f).view(np.uint16), P.to_bf16(f).view(np.uint16))
+    np.testing.assert_array_equal(St.to_fp16(f).view(np.uint16), P.to_fp16(f).view(np.uint16))
