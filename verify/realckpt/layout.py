@@ -210,6 +210,12 @@ class Checkpoint:
         v = self.config.get("tie_word_embeddings") if isinstance(self.config, dict) else None
         return None if v is None else bool(v)
 
+    def read(self, name: str, start: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Elements [start, start + count) of a tensor in its stored dtype (flat, C order), read with one ``readinto``
+        (into ``out`` when given: a reused buffer of at least ``count`` elements of that dtype). Unlike ``array``
+        nothing stays mapped, so memory stays at the buffer's size however much is read."""
+        return read_elements(self.tensors[name], start, count, out)
+
     def array(self, name: str) -> np.ndarray:
         """The tensor as a read-only ``numpy.memmap`` in its stored dtype and shape (bf16 via ml_dtypes)."""
         t = self.tensors[name]
@@ -218,6 +224,20 @@ class Checkpoint:
             return np.zeros(t.shape, dtype)
         mm = np.memmap(t.file, dtype=dtype, mode="r", offset=t.offset, shape=(t.size,))
         return mm.reshape(t.shape)
+
+
+def read_elements(info: TensorInfo, start: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Elements [start, start + count) of the tensor ``info`` in its stored dtype (see ``Checkpoint.read``)."""
+    dtype = DTYPES[info.dtype]
+    buf = np.empty(count, dtype) if out is None else out[:count]
+    if count == 0:
+        return buf
+    with open(info.file, "rb", buffering=0) as f:
+        f.seek(info.offset + start * dtype.itemsize)
+        got = f.readinto(memoryview(buf.view(np.uint8)))
+    if got != count * dtype.itemsize:
+        raise BadInput(f"Tensor `{info.name}` in {info.file} could not be read: the file ended early (it changed after its header was read).")
+    return buf
 
 
 # ----------------------------------------------------------------------------------------------
