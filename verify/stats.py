@@ -40,13 +40,15 @@ def slope_log2(x, y) -> Interval:
 
 class Bin(NamedTuple):
     """One drift bin of ``binned_difference``: its lower log10 edge, the runs of each method in it, the RL-minus-SFT
-    difference of means and that difference's Welch variance (var_rl / n_rl + var_sft / n_sft)."""
+    difference of means, that difference's Welch variance (var_rl / n_rl + var_sft / n_sft) and its
+    Welch-Satterthwaite degrees of freedom (n_rl + n_sft - 2 when both variances are 0)."""
 
     lo: float
     n_rl: int
     n_sft: int
     diff: float
     variance: float
+    df: float
 
 
 def binned_difference(x_rl, y_rl, x_sft, y_sft, width: float) -> list[Bin]:
@@ -65,7 +67,9 @@ def binned_difference(x_rl, y_rl, x_sft, y_sft, width: float) -> list[Bin]:
         a = y_r[ok_r & (lx_r >= lo) & (lx_r < lo + width)]
         b = y_s[ok_s & (lx_s >= lo) & (lx_s < lo + width)]
         if a.size >= 2 and b.size >= 2:
-            bins.append(Bin(float(lo), int(a.size), int(b.size), float(a.mean() - b.mean()),
-                            float(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)))
+            va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+            den = va**2 / (a.size - 1) + vb**2 / (b.size - 1)
+            df = (va + vb) ** 2 / den if den > 0 else a.size + b.size - 2
+            bins.append(Bin(float(lo), int(a.size), int(b.size), float(a.mean() - b.mean()), float(va + vb), float(df)))
         lo += width
     return bins

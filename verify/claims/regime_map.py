@@ -77,19 +77,25 @@ def _log2(values) -> np.ndarray:
 def decide_phase_metric(x_rl, y_rl, x_sft, y_sft, rule: PhaseRule) -> tuple[Outcome, Outcome, list]:
     """RL against SFT at matched drift ratio for one metric: per bin of ``BIN_DECADES`` holding >= 2 runs of each
     method, RL - SFT (or log2 RL / SFT) with its Welch variance; pooled over the bins by random effects
-    (``Interval.pooled``: units are bins, k - 1 degrees of freedom); (presence outcome, 'explained by regime'
+    (``Interval.pooled``: units are bins, k - 1 degrees of freedom; a single bin: its Welch t interval with
+    Welch-Satterthwaite df, since one bin gives no between-bin spread); (presence outcome, 'explained by regime'
     outcome, bins). No overlapping bin: both INCONCLUSIVE."""
     if rule.log2:
         y_rl, y_sft = _log2(y_rl), _log2(y_sft)
     bins = binned_difference(x_rl, y_rl, x_sft, y_sft, BIN_DECADES)
-    pooled = Interval.pooled([b.diff for b in bins], [b.variance for b in bins])
+    if len(bins) == 1:  # no between-bin spread to estimate: the bin's own Welch t interval
+        b = bins[0]
+        pooled = Interval(b.diff, math.sqrt(b.variance), b.df, (b.diff,))
+    else:
+        pooled = Interval.pooled([b.diff for b in bins], [b.variance for b in bins])
     return rule.presence.decide(pooled), rule.absence.decide(pooled), bins
 
 
 def _phase_rule_text() -> str:
     return ("RL and SFT over a learning-rate grid (>= 4 decades), fixed steps, 3 seeds; per metric, RL minus SFT within "
             f"drift-ratio bins of {BIN_DECADES} decades holding >= 2 runs of each (Welch variance per bin), pooled over "
-            "the bins by random effects (Paule-Mandel, modified Knapp-Hartung t on bins - 1 df). Status = sparsity's: "
+            "the bins by random effects (Paule-Mandel, modified Knapp-Hartung t on bins - 1 df; a single bin: its Welch t "
+            "interval). Status = sparsity's: "
             f"{PHASE_RULES['sparsity'].presence.text}. Other metrics by the same rule (descriptive): "
             + "; ".join(f"{n}: floor {r.presence.floor:+g}" + (" (log2 RL/SFT)" if r.log2 else "")
                         for n, r in PHASE_RULES.items() if n != "sparsity")
@@ -114,6 +120,7 @@ def phase(ctx, runs) -> Measurement:
         numbers[f"{name}_{'log2_rl_over_sft' if rule.log2 else 'rl_minus_sft'}"] = iv.to_json()
         numbers[f"{name}_bins"] = [b._asdict() for b in bins]
         word = f"{present[name].cell} (presence); {absent[name].cell} (explained by regime)"
+        numbers[f"{name}_decision"] = word  # read by verify.claims.regime's report section
         words.append(f"{name} {iv.text('+.3g')} over {len(bins)} bins: {present[name].status}, explained by regime "
                      f"{absent[name].status}")
         figures.append(fig.phase_plot(name, label, word, (xr, yr), (xs, ys), bins, BIN_DECADES, iv, rule.presence.floor,
@@ -136,7 +143,7 @@ def phase(ctx, runs) -> Measurement:
                "(RL vs SFT): " + ", ".join(f"{n} {'+' if s > 0 else '-'}" for n, (_, s) in METRICS.items()) + ".",
                "Drift ratio = median |w_T - w_0| / half-ULP(w_0) over parameters that received a gradient (the x axis); "
                "bins compare RL and SFT only where both have runs at the same drift. Units of every interval: drift "
-               "bins (random effects: between-bin disagreement widens the interval; one bin: its Welch normal interval)."],
+               "bins (random effects: between-bin disagreement widens the interval; a single bin: its Welch t interval over runs)."],
     )
 
 
@@ -221,12 +228,18 @@ def width(ctx, runs) -> Measurement:
 # ------------------------------------------------------------------------------------------------
 # regime.optimizer
 
-OPT_ABOVE = AtLeast("RL - SFT bf16 sparsity at matched gain (per seed)", 0.05, "a priori")
+def _opt_rule(what: str) -> AtLeast:
+    return AtLeast(f"{what} bf16 sparsity at matched gain (per seed)", 0.05, "a priori")
+
+
+OPT_RULES = {name: _opt_rule(f"RL - SFT under {name}") for name in ("adamw", "adam eps 1e-5", "sgd")}
+OPT_NULL = {name: _opt_rule(f"null: RL - RL of the next seed under {name}") for name in ("adamw", "sgd")}
+OPT_ABOVE = OPT_RULES["adamw"]  # the rule every arm shares (floor 0.05, a priori), for the text and the figure
 
 
 def decide_optimizer(adamw: Outcome, sgd: Outcome) -> str:
-    """The RL-minus-SFT sparsity difference (``OPT_ABOVE`` under each optimizer) survives the change of optimizer:
-    REPRODUCED under AdamW and under SGD -> REPRODUCED (not an Adam artifact); REPRODUCED under AdamW and NOT
+    """The RL-minus-SFT sparsity difference (``OPT_RULES``: floor 0.05 under each optimizer) survives the change of
+    optimizer: REPRODUCED under AdamW and under SGD -> REPRODUCED (not an Adam artifact); REPRODUCED under AdamW and NOT
     REPRODUCED under SGD -> NOT REPRODUCED (an Adam artifact); else INCONCLUSIVE."""
     if adamw.status == sgd.status == REPRODUCED:
         return REPRODUCED
@@ -251,7 +264,8 @@ def _differences(ctx, a_runs, b_runs, metric: str) -> Interval:
 @claim("regime.optimizer", paper=("C1", "C11", "C7"), title="do the RL-SFT differences survive a change of optimizer?",
        paper_number="AdamW in every published run (no comparison in the paper)",
        rule=f"at matched gain, {OPT_SEEDS} seeds, under AdamW and under SGD (the smallest norm-matched SGD lr scale whose "
-            f"runs all reach the gain): {OPT_ABOVE.text}. REPRODUCED under both -> REPRODUCED (not an Adam artifact); "
+            f"runs all reach the gain): {OPT_RULES['adamw'].text}; {OPT_RULES['sgd'].text}. REPRODUCED under both -> "
+            "REPRODUCED (not an Adam artifact); "
             "REPRODUCED under AdamW and NOT REPRODUCED under SGD -> NOT REPRODUCED (an Adam artifact); else "
             "INCONCLUSIVE. Adam eps 1e-5, Gate II metrics and on-policy SFT reported",
        runs=optimizers, sweep=True)
@@ -263,15 +277,15 @@ def optimizer(ctx, runs) -> Measurement:
     pick = {n: (list(runs[("rl", r)]), list(runs[("sft", s)])) for n, (r, s) in chosen.items()}
     metrics = ("sparsity", "principal_overlap", "energy_ratio", "nss")
     diffs = {(n, m): _differences(ctx, rl, sft, m) for n, (rl, sft) in pick.items() for m in metrics}
-    arms = {n: OPT_ABOVE.decide(diffs[(n, "sparsity")]) for n in chosen}
+    arms = {n: OPT_RULES[n].decide(diffs[(n, "sparsity")]) for n in chosen}
     status = decide_optimizer(arms["adamw"], arms["sgd"])
     # the null: RL of the next seed in SFT's role (seeds 2..n+1 against 1..n; cyclic only when the profile has no more)
     nulls = {}
     for n, key in (("adamw", "adamw"), ("sgd", chosen["sgd"][0])):
         rl = pick[n][0]
-        nulls[n] = OPT_ABOVE.decide(_differences(ctx, rl, rl[1:] + (list(runs[("rl_next_seed", key)]) or rl[:1]), "sparsity"))
+        nulls[n] = OPT_NULL[n].decide(_differences(ctx, rl, rl[1:] + (list(runs[("rl_next_seed", key)]) or rl[:1]), "sparsity"))
     planted = OPT_ABOVE.decide(Interval.of(planted_differences(0.2)))
-    pos = decide_optimizer(planted, OPT_ABOVE.decide(Interval.of(planted_differences(0.15, seed=1))))
+    pos = decide_optimizer(planted, OPT_RULES["sgd"].decide(Interval.of(planted_differences(0.15, seed=1))))
     onp = [run_metrics(ctx, r) for r in runs[("sft_onpolicy", "adamw")]]
     table = {n: {"rl": [run_metrics(ctx, r)["sparsity"] for r in rl], "sft": [run_metrics(ctx, r)["sparsity"] for r in sft]}
              for n, (rl, sft) in pick.items()}

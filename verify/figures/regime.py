@@ -92,6 +92,7 @@ def against_width(widths, columns: dict, rl_band, floor_slope: float):
                         label=f"floor slope {floor_slope:+g} per doubling")
             ax.legend(fontsize=6)
     fig.suptitle("RL at matched gain against width", fontsize=9)
+    fig.tight_layout()
     return fig
 
 

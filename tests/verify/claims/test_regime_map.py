@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from verify.claims import regime_map as M
 from verify.controls.numbers import planted_differences, rising_sparsity, synthetic_phase
@@ -40,6 +41,18 @@ def test_phase_pools_bins_of_opposite_sign_with_random_effects():
     lo, hi = present.interval.bounds()
     assert lo < 0 < hi and hi - lo > 0.2 and present.interval.df == 1
     assert present.status == absent.status == INCONCLUSIVE and UNDERPOWERED in present.qualifiers
+
+
+def test_phase_single_bin_uses_its_welch_t_interval():
+    x = [1.0, 1.1, 1.2]
+    rl, sft = [0.50, 0.56, 0.53], [0.40, 0.41, 0.39]
+    present, absent, bins = M.decide_phase_metric(x, rl, x, sft, SPARSITY)
+    (b,) = bins
+    welch = stats.ttest_ind(rl, sft, equal_var=False)
+    assert b.diff == pytest.approx(0.13) and b.df == pytest.approx(welch.df)
+    lo, hi = present.interval.bounds()
+    assert hi - lo == pytest.approx(2 * stats.t.ppf(0.975, welch.df) * math.sqrt(b.variance))
+    assert present.status == REPRODUCED and absent.status == NOT_REPRODUCED
 
 
 def test_phase_interval_straddling_the_floor_is_at_the_edge():
@@ -106,8 +119,8 @@ def test_band_width_extrapolates_the_fitted_trend():
 # regime.optimizer
 
 
-def _arm(values):
-    return M.OPT_ABOVE.decide(Interval.of(values))
+def _arm(values, name="adamw"):
+    return M.OPT_RULES[name].decide(Interval.of(values))
 
 
 def test_optimizer_rule_reaches_every_outcome():
@@ -122,8 +135,8 @@ def test_optimizer_rule_reaches_every_outcome():
 
 def test_optimizer_controls():
     planted = _arm(planted_differences(0.2))
-    assert M.decide_optimizer(planted, _arm(planted_differences(0.15, seed=1))) == REPRODUCED
+    assert M.decide_optimizer(planted, _arm(planted_differences(0.15, seed=1), "sgd")) == REPRODUCED
     # the null: RL of seeds 2..4 in SFT's role against RL of seeds 1..3 (same method: no difference by construction)
     rl = [0.52, 0.55, 0.50, 0.53]
-    null = _arm(np.asarray(rl[:3]) - np.asarray(rl[1:]))
+    null = M.OPT_NULL["sgd"].decide(Interval.of(np.asarray(rl[:3]) - np.asarray(rl[1:])))
     assert null.status != REPRODUCED and M.decide_optimizer(planted, null) != REPRODUCED
