@@ -235,8 +235,8 @@ def grid(ctx, runs) -> Measurement:
                f"accuracy - {COLLAPSE_DROP}; onset = first evaluation (window end) from which it stays below. SFT cells "
                "count NaN only: SFT on demonstrations first falls below the base in every run while it learns the "
                "scratchpad format.",
-               "Units of both tests: (rank, seed) pairs; with 3 seeds and 3 ranks at most 9 pairs, so the sign test needs "
-               "at least 5 discordant pairs all on PiSSA's side (p = 1/32) to reproduce.",
+               "Units of both tests: (rank, seed) pairs (3 ranks x 3 seeds on quick: at most 9); the sign test cannot "
+               "reproduce on fewer than 5 discordant pairs (5 of 5: p = 1/32; 4 of 4: p = 1/16; 7 of 8: p = 0.035).",
                "KL: exact token-mean KL(pi || base) on the probe set at the last step; NSS and angle: fp32 master merged "
                "block matrices against the base, top-4 subspaces (verify.measures.spectra.spectral_drift).",
                f"Steps to target: first evaluation (every {p.eval_every} steps) with gain >= {p.target_gain}; numbers "
