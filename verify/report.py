@@ -74,6 +74,8 @@ def threshold_text(o: dict) -> str:
     """'> 0.36 (paper: ...)' or '+-0.01 (a priori)' of an outcome dict."""
     if o["kind"] == "margin":
         return f"+-{_fmt(o['threshold'])} ({o['source']})"
+    if o["kind"] == "test":  # a test's p-value against its level (adapters.grid's sign test)
+        return f"p < {_fmt(o['threshold'])} ({o['source']})"
     return f"floor {_fmt(o['threshold'])} ({o['source']})"
 
 

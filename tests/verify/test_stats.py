@@ -34,15 +34,17 @@ def test_interval_decisions():
 
 def test_slope_per_doubling():
     e = slope_log2([16, 32, 64, 128], [0.1, 0.2, 0.3, 0.4])
-    assert e.mean == pytest.approx(0.1) and e.low == pytest.approx(0.1) and e.high == pytest.approx(0.1)
-    assert slope_log2([16, 32], [0.1, 0.2]).per_seed == []  # fewer than 3 points: no interval
+    assert e.mean == pytest.approx(0.1) and e.bounds() == pytest.approx((0.1, 0.1)) and e.df == 2 and e.n == 4
+    res = stats.linregress([4, 5, 6, 7, 4, 5], [0.1, 0.25, 0.3, 0.4, 0.15, 0.2])
+    e = slope_log2([16, 32, 64, 128, 16, 32], [0.1, 0.25, 0.3, 0.4, 0.15, 0.2])
+    assert (e.mean, e.se, e.df) == pytest.approx((res.slope, res.stderr, 4))
+    assert math.isnan(slope_log2([16, 32], [0.1, 0.2]).mean)  # fewer than 3 points: no interval
 
 
 def test_binned_difference_hand_computed():
     x = [1.0, 1.1, 100.0, 110.0]
-    b = binned_difference(x, [0.5, 0.7, 0.1, 0.1], x, [0.2, 0.2, 0.0, 0.2], width=0.5)
-    assert [(lo, n1, n2) for lo, n1, n2, _ in b["bins"]] == [(0.0, 2, 2), (2.0, 2, 2)]
-    assert b["diff"] == pytest.approx(((0.6 - 0.2) + (0.1 - 0.1)) / 2)
-    se = math.sqrt((0.02 / 2 + 0.0) + (0.0 + 0.02 / 2)) / 2
-    assert b["se"] == pytest.approx(se)
-    assert binned_difference([1.0], [0.1], [100.0], [0.2], width=0.5)["bins"] == []
+    bins = binned_difference(x, [0.5, 0.7, 0.1, 0.1], x, [0.2, 0.2, 0.0, 0.2], width=0.5)
+    assert [(b.lo, b.n_rl, b.n_sft) for b in bins] == [(0.0, 2, 2), (2.0, 2, 2)]
+    assert [b.diff for b in bins] == pytest.approx([0.6 - 0.2, 0.1 - 0.1])
+    assert [b.variance for b in bins] == pytest.approx([0.02 / 2 + 0.0, 0.0 + 0.02 / 2])  # Welch: var / n per method
+    assert binned_difference([1.0], [0.1], [100.0], [0.2], width=0.5) == []

@@ -1,5 +1,5 @@
 """Planted per-seed numbers for the rules that decide on plain numbers: curves of RL and SFT against the drift
-ratio (regime.phase), sparsity against width (regime.width), RL-SFT differences under two optimizers
+ratio (regime.phase), sparsity against width (regime.width), per-seed RL-SFT differences under an optimizer
 (regime.optimizer), gains and KL distances of masked runs (C14), the adapter grid's pairs (C15) and the
 adapter-against-full gains (C16), and a null pair drawn from a real adapter grid."""
 
@@ -9,11 +9,11 @@ import numpy as np
 
 from verify.knobs import ADAPTER_LRS
 from verify.measures.adapter_grid import collapse_key
-from verify.registry import Estimate
 
 PLANTED_SEEDS = tuple(range(6))  # synthetic controls use their own seeds (independent of the profile)
 WIDTHS = [16, 32, 64, 128] * 2
 RISING_SPARSITY = [0.2, 0.25, 0.3, 0.35, 0.21, 0.24, 0.31, 0.34]
+FLAT_SPARSITY = [0.25, 0.26, 0.25, 0.24, 0.26, 0.25, 0.24, 0.25]
 
 
 def synthetic_phase(seed: int, effect: float) -> tuple:
@@ -26,13 +26,14 @@ def synthetic_phase(seed: int, effect: float) -> tuple:
 
 
 def rising_sparsity(rising: bool) -> tuple[list, list]:
-    """(widths, sparsity) of planted runs whose sparsity rises with width (``rising``) or falls with it."""
-    return WIDTHS, RISING_SPARSITY if rising else [0.35, 0.3, 0.25, 0.2, 0.34, 0.31, 0.24, 0.21]
+    """(widths, sparsity) of planted runs whose sparsity rises by 0.05 per doubling of width (``rising``) or stays
+    flat (no trend by construction)."""
+    return WIDTHS, RISING_SPARSITY if rising else FLAT_SPARSITY
 
 
-def planted_estimate(value: float) -> Estimate:
-    """A planted per-seed estimate: ``value`` on 3 seeds with a 95 % interval of +-0.02."""
-    return Estimate(value, value - 0.02, value + 0.02, [value] * 3)
+def planted_differences(value: float, seed: int = 0, n: int = 3) -> list[float]:
+    """Planted per-seed differences: ``value`` plus Gaussian noise of SD 0.01 on ``n`` seeds."""
+    return (value + np.random.default_rng(seed).normal(0, 0.01, n)).tolist()
 
 
 def planted_masked(seed: int) -> tuple[list, list, list, dict]:

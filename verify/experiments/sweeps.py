@@ -13,7 +13,7 @@ from toy_models.transformer import flat_params, init_params
 from verify.knobs import round_lr
 from verify.profiles import ADAM_NOISE_STEP
 
-WIDTH_SEEDS = 2
+WIDTH_SEEDS = 3  # no empirical claim on fewer (tiny, with 2 seeds, runs 2)
 SGD_SCALES = (1.0, 10.0)  # candidate multipliers of the norm-matched SGD learning rate
 GRAD_NORM = {"rl": 1.5, "sft": 3.0}  # median gradient norms of the tiny profile's runs (norm/grad in metrics.jsonl)
 OPT_SEEDS = 3
@@ -64,8 +64,11 @@ def sgd_lr(p, method: str, scale: float) -> float:
 
 def optimizers(p) -> dict[tuple[str, str], tuple[RunSpec, ...]]:
     """{(method, optimizer name): matched runs of the first OPT_SEEDS seeds}: RL and SFT under AdamW, Adam with
-    eps 1e-5 and SGD at every scale of SGD_SCALES (``sgd_lr``), and on-policy SFT under AdamW."""
-    seeds = p.seeds[:OPT_SEEDS]
+    eps 1e-5 and SGD at every scale of SGD_SCALES (``sgd_lr``), and on-policy SFT under AdamW; and
+    ('rl_next_seed', optimizer) for AdamW and every SGD scale: RL of the seed after the first OPT_SEEDS (none when
+    the profile has no more seeds), so that RL of seeds 2..OPT_SEEDS + 1 can play SFT's role against RL of seeds
+    1..OPT_SEEDS (a null that a cyclic shift, whose differences sum to 0, could never fail)."""
+    seeds, extra = p.seeds[:OPT_SEEDS], p.seeds[OPT_SEEDS:OPT_SEEDS + 1]
     out = {}
     for m in ("rl", "sft"):
         out[(m, "adamw")] = tuple(p.spec(m, s) for s in seeds)
@@ -73,4 +76,7 @@ def optimizers(p) -> dict[tuple[str, str], tuple[RunSpec, ...]]:
         for c in SGD_SCALES:
             out[(m, f"sgd x{c:g}")] = tuple(p.spec(m, s, optimizer="sgd", lr=sgd_lr(p, m, c)) for s in seeds)
     out[("sft_onpolicy", "adamw")] = tuple(p.spec("sft_onpolicy", s) for s in seeds)
+    out[("rl_next_seed", "adamw")] = tuple(p.spec("rl", s) for s in extra)
+    for c in SGD_SCALES:
+        out[("rl_next_seed", f"sgd x{c:g}")] = tuple(p.spec("rl", s, optimizer="sgd", lr=sgd_lr(p, "rl", c)) for s in extra)
     return out

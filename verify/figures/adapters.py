@@ -106,9 +106,10 @@ def energy_share_curves(rs, curves, iso, seeds, lr: float):
     return fig
 
 
-def rank1_against_full(grid, arms, full_lr: float, r1_lr: float, steps: int):
+def rank1_against_full(grid, arms, full_lr: float, r1_lr: float, steps: int, floor_gain: float):
     """Gain against learning rate of full RL, rank-1 LoRA and the grid's other LoRA ranks (``arms``: (kind, rank,
-    line style)), the best rates marked."""
+    line style)), the best rates marked, and ``floor_gain`` (full RL's best seed-mean gain minus the non-inferiority
+    margin: the level the rank-1 gain must stay above)."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for kind, r, style in arms:
         lrs = grid.lrs(kind, r)
@@ -118,9 +119,30 @@ def rank1_against_full(grid, arms, full_lr: float, r1_lr: float, steps: int):
                     label=arm_label(kind, r), **style)
     ax.axvline(full_lr, color="k", lw=0.6)
     ax.axvline(r1_lr, color="C0", lw=0.6)
+    ax.axhline(floor_gain, color="C3", ls="--", lw=1, label="full RL best gain - margin (non-inferiority floor)")
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (AdamW, log scale)")
     ax.set_ylabel(f"held-out accuracy gain after {steps} steps\n(fraction of problems; mean, 95 % CI)", fontsize=8)
     ax.set_title(f"C16: rank-1 LoRA vs full RL (best lr ratio {r1_lr / full_lr:.3g})", fontsize=9)
+    ax.legend(fontsize=6)
+    return fig
+
+
+def pissa_minus_lora(per_rank: dict, interval, margin: float, title: str):
+    """PiSSA - LoRA held-out gain (each at its best rate) per (rank, seed) pair, one column per rank (``per_rank``:
+    rank -> per-seed differences); over all pairs the mean and 90 % interval (``interval``: the equivalence test's)
+    against the margin +-``margin``."""
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for i, (rank, values) in enumerate(per_rank.items()):
+        ax.scatter([i] * len(values), values, s=16, c="C0", alpha=0.7, label="per seed" if i == 0 else None)
+    if np.isfinite(interval.mean):
+        lo, hi = interval.bounds(0.90)
+        ax.errorbar([len(per_rank)], [interval.mean], yerr=[[interval.mean - lo], [hi - interval.mean]], fmt="s", c="k",
+                    capsize=3, label="all pairs: mean, 90 % interval")
+    ax.axhspan(-margin, margin, color="C2", alpha=0.12, label=f"equivalence margin +-{margin:g}")
+    ax.axhline(0.0, color="0.5", lw=0.8)
+    ax.set_xticks(range(len(per_rank) + 1), [f"rank {r}" for r in per_rank] + ["all"], fontsize=7)
+    ax.set_ylabel("PiSSA - LoRA held-out gain\n(each at its best rate)", fontsize=8)
+    ax.set_title("C15: " + title, fontsize=7)
     ax.legend(fontsize=6)
     return fig

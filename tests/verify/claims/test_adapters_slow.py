@@ -9,7 +9,7 @@ from verify.cli import run_claims
 from verify.registry import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 
 CLAIMS = ("adapters.grid", "adapters.approximation")
-FIGURES = {"adapters.grid": 4, "adapters.approximation": 2}  # grid: RL gain, collapse map, geometry, SFT gain
+FIGURES = {"adapters.grid": 5, "adapters.approximation": 2}  # grid: RL gain, collapse map, PiSSA - LoRA, geometry, SFT gain
 
 
 @pytest.mark.slow
@@ -26,11 +26,14 @@ def test_adapter_claims_run_on_tiny_and_their_controls_flip(session_runs, tmp_pa
         assert len(c["figures"]) == FIGURES[cid]
         for f in c["figures"]:
             assert (out / f).stat().st_size > 10_000, f  # a drawn png, not an empty canvas
-        pos = {k: v for k, v in c["controls"].items() if k.startswith("positive:")}
-        neg = {k: v for k, v in c["controls"].items() if k.startswith("negative:")}
+        pos = [k for k in c["controls"] if k["kind"] == "positive"]
+        neg = [k for k in c["controls"] if k["kind"] == "negative"]
         assert pos and neg, f"{cid} lacks a positive or a negative control"
-        assert all(v == REPRODUCED for v in pos.values()), (cid, pos)
-        assert all(v != REPRODUCED for v in neg.values()), (cid, neg)
+        assert all(k["status"] == REPRODUCED and k["holds"] for k in pos), (cid, pos)
+        assert all(k["status"] != REPRODUCED and k["holds"] for k in neg), (cid, neg)
+        assert c["outcomes"] and all(o["source"].startswith("a priori") for o in c["outcomes"].values())
+    assert set(by_id["adapters.grid"]["outcomes"]) == {"no gain over LoRA", "PiSSA collapses at a lower rate"}
+    assert by_id["adapters.grid"]["outcomes"]["PiSSA collapses at a lower rate"]["kind"] == "test"
     grid = by_id["adapters.grid"]["numbers"]
     assert grid["ranks"] == "1, 2"
     # the tiny grid's top rate (0.1) is where adapters collapse: the collapse map has something to show
