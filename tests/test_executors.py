@@ -68,17 +68,18 @@ def test_the_plan_is_gathered_before_anything_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("THREEGATE_RUNS", str(tmp_path))
     claim = load_all()[CLAIM]
     plan = build_plan([claim], get_profile("tiny"))
-    assert len(plan.runs) == 4 and len(plan.missing_runs()) == 4 and len(plan.missing_bases()) == 1
+    # RL, SFT, SFT at the RL rate (read at equal update size) and RL at the SFT rate (placebo), 2 seeds each
+    assert len(plan.runs) == 8 and len(plan.missing_runs()) == 8 and len(plan.missing_bases()) == 1
     assert {s.train.method for s in plan.runs} == {"rl", "sft"}
     text = plan.render()
-    assert "4 to run" in text and CLAIM in text and not any(tmp_path.iterdir())
+    assert "8 to run" in text and CLAIM in text and not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow
 def test_two_local_workers_give_the_sequential_bits(sequential, tmp_path):
     pool = _execute(tmp_path, "pool")
     seq_runs, pool_runs = _fingerprint(sequential), _fingerprint(pool)
-    assert len(seq_runs) == 4 and seq_runs.keys() == pool_runs.keys()
+    assert len(seq_runs) == 8 and seq_runs.keys() == pool_runs.keys()
     for name in seq_runs:
         assert seq_runs[name] == pool_runs[name], name
     assert _verdict(pool) == _verdict(sequential)
