@@ -15,7 +15,7 @@ from verify.plan import build_plan
 from verify.profiles import get_profile
 from verify.registry import load_all
 
-CLAIM = "gate3.sparsity"  # 4 runs on tiny: RL and SFT, 2 seeds
+CLAIM = "gate3.sparsity"  # 8 runs on tiny: RL, SFT, SFT at the RL rate, RL at the SFT rate; 2 seeds
 
 SCRIPT = textwrap.dedent("""
     import json, os, sys
