@@ -1,7 +1,7 @@
 """Planted changed masks on the real matrices' shapes and ULP strata: masks that avoid the principal weights,
-shuffled masks, masks whose overlap across runs comes from magnitude alone or also from a shared preferred
-set, stripes on the paper's axes or the other one, nested (stable) or redrawn (unstable) masks over
-training, and the synthetic edited/reference masks of C12."""
+masks thinned inside a region (avoidance within strata), shuffled masks, masks whose overlap across runs comes
+from magnitude alone or also from a shared preferred set, stripes on the paper's axes or the other one, nested
+(stable) or redrawn (unstable) masks over training, and the synthetic edited/reference masks of C12."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import numpy as np
 
 from theory.precision import half_ulp_bf16, overlap_within_strata, to_bf16
 from verify.measures.frames import region_excess
+from verify.measures.masks import base_masks, null_changed
 from verify.measures.stripes import STRIPE_AXES
 from verify.measures.temporal import corr, profile_vector
 
@@ -18,6 +19,26 @@ def avoiding_principal(principal: dict, seed: int) -> dict:
     ({matrix: principal mask} in, one generator for all matrices in order)."""
     rng = np.random.default_rng(seed)
     return {n: ~P & (rng.random(P.shape) < 0.5) for n, P in principal.items()}
+
+
+def thinned_in_region(masks: dict, regions: dict, share: float, seed: int) -> dict:
+    """Planted avoidance within strata: each changed weight inside the region is unchanged again with probability
+    ``share`` ({matrix: mask}, {matrix: region}; one generator for all matrices in order). Applied to a draw of the
+    magnitude-matched null, every equal-ULP stratum keeps its magnitude dependence and loses the same share inside
+    the region only."""
+    rng = np.random.default_rng(seed)
+    return {n: m & ~(regions[n] & (rng.random(m.shape) < share)) for n, m in masks.items()}
+
+
+PLANTED_AVOIDANCE = 0.5  # share of a null draw's changed weights inside the principal mask undone (planted avoidance)
+
+
+def avoidance_within_strata(ctx, run, share: float = PLANTED_AVOIDANCE) -> dict:
+    """A planted avoidance within strata on a run's base: the run's magnitude-matched null draw
+    (``verify.measures.masks.null_changed``) with ``share`` of its changed weights inside the principal mask unchanged
+    again (``thinned_in_region``, seeded by the run's seed)."""
+    principal = {n: m[0] for n, m in base_masks(ctx, run).items()}
+    return thinned_in_region(null_changed(ctx, run), principal, share, run.spec.train.seed)
 
 
 def permuted(masks: dict, seed: int) -> dict:
