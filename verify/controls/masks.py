@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from theory.precision import half_ulp_bf16, overlap_within_strata, to_bf16
 from verify.measures.frames import region_excess
 from verify.measures.masks import base_masks, null_changed
 from verify.measures.stripes import STRIPE_AXES
@@ -39,12 +38,6 @@ def avoidance_within_strata(ctx, run, share: float = PLANTED_AVOIDANCE) -> dict:
     again (``thinned_in_region``, seeded by the run's seed)."""
     principal = {n: m[0] for n, m in base_masks(ctx, run).items()}
     return thinned_in_region(null_changed(ctx, run), principal, share, run.spec.train.seed)
-
-
-def permuted(masks: dict, seed: int) -> dict:
-    """Each mask of {matrix: (mask, ...)} shuffled uniformly over its matrix (no model conditioning)."""
-    rng = np.random.default_rng(seed)
-    return {n: tuple(rng.permutation(m.ravel()).reshape(m.shape) for m in pl) for n, pl in masks.items()}
 
 
 def planted_masks(strata: dict, shapes: dict, runs: int, seed: int, shared: float) -> list[dict]:
@@ -110,19 +103,6 @@ def planted_rows(shapes: dict, steps: list[int], seed: int, stable: bool) -> lis
     masks = planted_temporal(shapes, steps, seed, stable)
     pf = profile_vector(masks[-1])
     return [{"step": t, "corr": corr(profile_vector(m), pf)} for t, m in zip(steps, masks)]
-
-
-def planted_strata(seed: int, avoid: bool) -> float:
-    """Stratified excess of a synthetic changed mask: probability set by |w0|'s binade only, or the same minus
-    a planted avoidance of the region within each stratum."""
-    rng = np.random.default_rng(seed)
-    w0 = np.asarray(to_bf16(rng.normal(0, 0.1, 20000)), np.float64)
-    region = np.abs(w0) > np.median(np.abs(w0))  # correlated with magnitude, like the principal mask
-    prob = np.clip(0.02 / half_ulp_bf16(w0) * 1e-3, 0, 0.9)
-    if avoid:
-        prob = np.where(region, prob * 0.6, prob)
-    changed = rng.random(w0.shape) < prob
-    return overlap_within_strata(changed, region, w0)["excess"]
 
 
 def shuffled_lines(masks: dict, seed: int) -> dict:

@@ -64,20 +64,6 @@ def in_mask_share(changed: dict, masks: dict) -> tuple[float, float, float]:
     return inter_p / n_ch - dens_p, inter_l / n_ch - dens_l, n_ch / size
 
 
-def principal_excess(pairs: dict, changed: dict | None = None, permute_seed: int | None = None) -> float:
-    """(share of changed weights inside the principal mask of W0) - alpha, pooled over block matrices;
-    NaN when nothing changed. ``permute_seed`` shuffles each principal mask (no model conditioning)."""
-    inside = total = 0
-    for name, (w0, w1) in pairs.items():
-        m = changed[name] if changed is not None else changed_mask_bitwise(w0, w1)
-        pm = np.asarray(S.principal_mask(w0, top_k(w0), ALPHA))
-        if permute_seed is not None:
-            pm = np.random.default_rng(permute_seed).permutation(pm.ravel()).reshape(pm.shape)
-        inside += int(np.count_nonzero(pm & m))
-        total += int(np.count_nonzero(m))
-    return inside / total - ALPHA if total else float("nan")
-
-
 def changed_count(pairs: dict) -> int:
     """Number of block weights whose bf16 bits changed between W0 and W1."""
     return sum(int(np.count_nonzero(changed_mask_bitwise(a, b))) for a, b in pairs.values())
