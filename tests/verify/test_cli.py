@@ -30,7 +30,7 @@ def test_every_claim_has_a_verdict_a_figure_and_numbers(tiny_report):
         assert c["numbers"], c["id"]
         assert c["figures"] and all((root / f).exists() for f in c["figures"]), c["id"]
     md = (root / "report.md").read_text()
-    assert "| claim | paper |" in md
+    assert "| claim | verdict |" in md
 
 
 @pytest.mark.slow
