@@ -73,3 +73,11 @@ def binned_difference(x_rl, y_rl, x_sft, y_sft, width: float) -> list[Bin]:
             bins.append(Bin(float(lo), int(a.size), int(b.size), float(a.mean() - b.mean()), float(va + vb), float(df)))
         lo += width
     return bins
+
+
+def log2_ratio(comparator: float, rl: float) -> float:
+    """log2(comparator / rl) of two non-negative statistics, the per-seed statistic of the claims that compare a
+    comparator's size with RL's (inf or NaN where one is 0: the interval leaves those out, and its unit count shows
+    it)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(np.log2(np.float64(comparator) / np.float64(rl)))

@@ -59,6 +59,7 @@ def test_an_unwritable_out_is_refused_in_one_sentence(tmp_path):
             prepare_out(tmp_path / "ro", "tiny", ["gate3.sparsity"])
 
 
+@pytest.mark.slow  # timed: run in CI's serial slow step, not beside other xdist workers
 def test_verify_with_an_unwritable_out_fails_within_5_s_before_any_training(tmp_path):
     (tmp_path / "file").write_text("x")
     env = {**os.environ, "THREEGATE_RUNS": str(tmp_path / "runs"), "THREEGATE_JAX_CACHE": str(tmp_path / "jax")}

@@ -12,50 +12,41 @@ from __future__ import annotations
 import numpy as np
 
 from theory.precision import fit_quality
-from verify.controls.masks import planted_strata
+from verify.controls.masks import PLANTED_AVOIDANCE, avoidance_within_strata
 from verify.controls.updates import planted_predictor
-from verify.experiments.matched import core_plain_runs, matched
+from verify.experiments.compared import compared
+from verify.experiments.matched import core_plain_runs
 from verify.figures import regime as fig
-from verify.measures.masks import ALPHA, stratified_excess
+from verify.figures.common import rule_dots
+from verify.measures.masks import ALPHA, null_changed, null_excess, stratified_excess
 from verify.measures.regime_map import METRICS
+from verify.measures.size import at_equal_size
 from verify.measures.sparsity import measured_and_predicted, predicted_with
-from verify.registry import (
-    INCONCLUSIVE,
-    NOT_REPRODUCED,
-    REPRODUCED,
-    Estimate,
-    Measurement,
-    claim,
-    negative,
-    positive,
-    report_section,
-)
+from verify.registry import FAIL, PASS, Measurement, claim, negative, positive, report_section
+from verify.rules import AtLeast, Interval, Within, check
 from verify.stats import over_seeds
 
 PREDICTOR_R2 = 0.95  # explained: R^2 at least this and the largest miss at most PREDICTOR_MISS
 PREDICTOR_MISS = 0.05
-PREDICTOR_FAIL_R2 = 0.5
+BEYOND_MAGNITUDE = AtLeast("principal overlap - magnitude-matched null expectation", -0.01, "a priori", direction=-1)
+EXPLAINED = Within("principal overlap - magnitude-matched null expectation", 0.01, "a priori")
 
 
 def decide_predictor(predicted, measured) -> tuple[str, dict]:
-    """R^2 >= 0.95 and largest |miss| <= 0.05 -> REPRODUCED (sparsity is the half-ULP readout of the drift);
-    R^2 < 0.5 -> NOT REPRODUCED; else INCONCLUSIVE."""
+    """Check: R^2 >= 0.95 and largest |miss| <= 0.05 -> PASS (sparsity is the half-ULP readout of the drift); else
+    FAIL."""
     q = fit_quality(np.asarray(predicted, float), np.asarray(measured, float))
-    if q["r2"] >= PREDICTOR_R2 and q["max_abs_miss"] <= PREDICTOR_MISS:
-        return REPRODUCED, q
-    if not q["r2"] >= PREDICTOR_FAIL_R2:
-        return NOT_REPRODUCED, q
-    return INCONCLUSIVE, q
+    return (PASS if q["r2"] >= PREDICTOR_R2 and q["max_abs_miss"] <= PREDICTOR_MISS else FAIL), q
 
 
 @claim("regime.predictor", paper=("C1", "C6", "C9"),
        title="bf16 sparsity is predicted by the half-ULP readout of each weight's fp32 drift",
        paper_number="sparsity is a precision readout (Gate III, argued)",
-       rule=f"over every plain fp32_master run of the Gate I-III, control and regime claims of `all`: sparsity predicted from base "
-            f"magnitudes and per-weight fp32 drift (half-ULP rule) against measured bf16-export sparsity: R^2 >= "
-            f"{PREDICTOR_R2} and largest miss <= {PREDICTOR_MISS} -> REPRODUCED; R^2 < {PREDICTOR_FAIL_R2} -> NOT "
-            "REPRODUCED; else INCONCLUSIVE; the lr/steps/sign-consistency predictor is reported beside it",
-       runs=core_plain_runs)
+       rule=f"check: over every plain fp32_master run of the Gate I-III, control and regime claims of `all`: sparsity "
+            f"predicted from base magnitudes and per-weight fp32 drift (half-ULP rule) against measured bf16-export "
+            f"sparsity: R^2 >= {PREDICTOR_R2} and largest miss <= {PREDICTOR_MISS} -> PASS; else FAIL; the "
+            "lr/steps/sign-consistency predictor is reported beside it",
+       runs=core_plain_runs, kind="check")
 def predictor(ctx, runs) -> Measurement:
     """regime.predictor (C1, C6, C9): predicted against measured sparsity for every run of the regime map."""
     runs = list(runs)
@@ -79,6 +70,8 @@ def predictor(ctx, runs) -> Measurement:
                  "max_miss_regime": q_regime["max_abs_miss"], "r2_mismatched_drift": q_neg["r2"], "runs": float(len(runs))},
         controls=[positive("planted fp32 drifts of known size", pos),
                   negative("each run predicted with another run's drifts", neg)],
+        outcomes={"half-ULP readout": check(f"R^2 of the drift predictor (>= {PREDICTOR_R2}, largest miss <= "
+                                            f"{PREDICTOR_MISS})", status == PASS, q["r2"])},
         figures=[figure], runs=runs,
         notes=[f"The largest miss of the drift predictor is run {worst}. The half-ULP rule disagrees with exact "
                "rounding only on exact ties and on steps toward zero just below a power of two "
@@ -89,43 +82,67 @@ def predictor(ctx, runs) -> Measurement:
     )
 
 
-def decide_magnitude(stratified) -> tuple[str, Estimate]:
-    """Per-seed principal overlap excess within equal-ULP strata: CI < 0 -> REPRODUCED (RL avoids principal
-    weights beyond what magnitude explains); CI contains 0 -> NOT REPRODUCED (explained by magnitude); CI > 0
-    -> NOT REPRODUCED (RL prefers them)."""
-    est = over_seeds(stratified)
-    if not est.per_seed:
-        return INCONCLUSIVE, est
-    return (REPRODUCED if est.high < 0 else NOT_REPRODUCED), est
+def decide_magnitude(excess) -> tuple:
+    """C11 beyond magnitude on per-seed (principal overlap - magnitude-matched null expectation): the 95 % interval
+    wholly below -0.01 -> REPRODUCED (RL avoids principal weights beyond what magnitude explains); wholly above -0.01
+    -> NOT REPRODUCED; else INCONCLUSIVE. Returns (the rule's outcome, the equivalence outcome 'explained by
+    magnitude': 90 % interval inside +-0.01, descriptive)."""
+    iv = Interval.of(excess)
+    return BEYOND_MAGNITUDE.decide(iv), EXPLAINED.decide(iv)
+
+
+def _magnitude_runs(p) -> dict:
+    c = compared(p)
+    return {"rl": c.rl, "sft_size": c.sft_size}
 
 
 @claim("regime.magnitude", paper=("C11",), title="does RL avoid principal weights beyond what their magnitude explains?",
        paper_number="numbers only in figures (RL below alpha on principal weights)",
-       rule=f"RL at matched gain, principal mask alpha = {ALPHA}: per-seed overlap excess of the changed mask within strata "
-            "of equal |w0| binade (equal ULP), aggregated: CI < 0 -> REPRODUCED; otherwise NOT REPRODUCED (explained by "
-            "magnitude, or preference); the unstratified excess and a magnitude-only model's prediction beside it",
-       runs=lambda p: matched(p).rl)
+       rule=f"RL at matched gain, principal mask alpha = {ALPHA}, per seed: share of changed block weights in the principal "
+            "mask minus its expectation under the magnitude-matched null (theory.null.magnitude_null, pooled over the "
+            f"block matrices): {BEYOND_MAGNITUDE.text}; {EXPLAINED.text} reported beside it as 'explained by magnitude "
+            "(equivalence)'; SFT at equal drift ratio through the same rule (descriptive)",
+       runs=_magnitude_runs)
 def magnitude(ctx, runs) -> Measurement:
-    """regime.magnitude (C11): principal-mask overlap of RL's changed mask with magnitude held fixed."""
-    rows = [stratified_excess(ctx, r) for r in runs]
-    strat = [r[0]["excess"] for r in rows]
-    unstrat = [r[0]["unstratified_excess"] for r in rows]
-    model = [r[1] for r in rows]
-    status, est = decide_magnitude(strat)
-    pos = decide_magnitude([planted_strata(s, True) for s in range(4)])[0]
-    neg = decide_magnitude([planted_strata(s, False) for s in range(4)])[0]
+    """regime.magnitude (C11): principal-mask overlap of RL's changed mask beyond the magnitude-matched null; a null
+    draw of each run (negative) and a planted avoidance within strata (positive) through the same rule."""
+    rl = list(runs["rl"])
+    equal = [at_equal_size(ctx, s, r, "drift_ratio") for s, r in zip(runs["sft_size"], rl)]
+    rows = [null_excess(ctx, r) for r in rl]
+    excess = [r["excess"] for r in rows]
+    out, equiv = decide_magnitude(excess)
+    null_ex = [null_excess(ctx, r, null_changed(ctx, r), "null draw")["excess"] for r in rl]
+    planted_ex = [null_excess(ctx, r, avoidance_within_strata(ctx, r), "planted")["excess"] for r in rl]
+    eq_ex = [null_excess(ctx, v)["excess"] for v in equal]
+    eq_out, _ = decide_magnitude(eq_ex)
+    strat = [stratified_excess(ctx, r) for r in rl]
+    model = over_seeds([m for _, m in strat])
+    unstrat = over_seeds([s["unstratified_excess"] for s, _ in strat])
+    figure = rule_dots({"RL": excess, "null draw (-)": null_ex, "planted (+)": planted_ex, "SFT at equal drift": eq_ex},
+                       "principal overlap - null expectation", "C11 beyond magnitude: overlap excess over the "
+                       "magnitude-matched null", floor=BEYOND_MAGNITUDE.floor, margin=EXPLAINED.margin)
     return Measurement(
-        status, f"principal overlap excess: unstratified {over_seeds(unstrat).text('+.4f')}, within equal-ULP strata "
-                f"{est.text('+.4f')}, magnitude-only model {over_seeds(model).text('+.4f')}",
-        numbers={"stratified_excess": est, "unstratified_excess": over_seeds(unstrat), "model_excess": over_seeds(model),
-                 "stratified_z": over_seeds([r[0]["z"] for r in rows])},
-        controls=[positive("planted avoidance of the region within strata", pos),
-                  negative("planted changes driven by magnitude only", neg)],
-        figures=[fig.overlap_with_magnitude_fixed(ctx.profile.seeds, unstrat, strat, model)], runs=list(runs),
-        notes=["Strata: bf16 binade of |w0| within each block matrix (theory.precision.overlap_within_strata); an effect of "
-               "|w0| within one binade is not removed. Magnitude-only model: each weight changes independently with the "
-               "probability the regime model gives its half-ULP (theory.precision.change_probability_from_regime with "
-               "the run's lr, steps, sign consistency and step fraction)."],
+        out.status,
+        f"principal overlap - magnitude-matched null {out.interval.text('+.4f')} (observed "
+        f"{over_seeds([r['observed'] for r in rows]).text('.3f')}, null {over_seeds([r['null'] for r in rows]).text('.3f')}); "
+        f"explained by magnitude (equivalence): {equiv.status}; null draws {Interval.of(null_ex).text('+.4f')}; SFT at "
+        f"equal drift ratio {eq_out.interval.text('+.4f')}",
+        numbers={"excess_over_null": over_seeds(excess), "observed_overlap": over_seeds([r["observed"] for r in rows]),
+                 "null_overlap": over_seeds([r["null"] for r in rows]), "null_draw_excess": over_seeds(null_ex),
+                 "planted_excess": over_seeds(planted_ex), "sft_equal_size_excess": over_seeds(eq_ex),
+                 "stratified_excess": over_seeds([s["excess"] for s, _ in strat]), "unstratified_excess": unstrat,
+                 "regime_model_excess": model},
+        controls=[positive(f"planted avoidance within strata (a null draw with {PLANTED_AVOIDANCE} of its principal "
+                           "changes undone)", decide_magnitude(planted_ex)[0].status),
+                  negative("a magnitude-matched null draw of each run against its own null", decide_magnitude(null_ex)[0].status)],
+        outcomes={"RL principal overlap beyond the null": out},
+        descriptive={"explained by magnitude (equivalence)": equiv, "SFT at equal drift ratio": eq_out},
+        figures=[figure], runs={"rl": rl, "sft at the rl rate, equal size": equal},
+        notes=["Null: per block matrix, each weight drifts by an i.i.d. Gaussian whose RMS is fitted per equal-ULP stratum "
+               "so that the expected changed share equals the observed one (theory.null); its principal overlap is the "
+               "ratio of expected counts, pooled over the matrices. Draws use theory.null.null_rng(matrix, seed).",
+               f"Context: the unstratified excess over alpha is {unstrat.text('+.4f')}; a regime-only model of "
+               f"independent changes predicts {model.text('+.4f')} (theory.precision.change_probability_from_regime)."],
     )
 
 

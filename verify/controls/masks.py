@@ -1,14 +1,14 @@
 """Planted changed masks on the real matrices' shapes and ULP strata: masks that avoid the principal weights,
-shuffled masks, masks whose overlap across runs comes from magnitude alone or also from a shared preferred
-set, stripes on the paper's axes or the other one, nested (stable) or redrawn (unstable) masks over
-training, and the synthetic edited/reference masks of C12."""
+masks thinned inside a region (avoidance within strata), shuffled masks, masks whose overlap across runs comes
+from magnitude alone or also from a shared preferred set, stripes on the paper's axes or the other one, nested
+(stable) or redrawn (unstable) masks over training, and the synthetic edited/reference masks of C12."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from theory.precision import half_ulp_bf16, overlap_within_strata, to_bf16
 from verify.measures.frames import region_excess
+from verify.measures.masks import base_masks, null_changed
 from verify.measures.stripes import STRIPE_AXES
 from verify.measures.temporal import corr, profile_vector
 
@@ -20,10 +20,24 @@ def avoiding_principal(principal: dict, seed: int) -> dict:
     return {n: ~P & (rng.random(P.shape) < 0.5) for n, P in principal.items()}
 
 
-def permuted(masks: dict, seed: int) -> dict:
-    """Each mask of {matrix: (mask, ...)} shuffled uniformly over its matrix (no model conditioning)."""
+def thinned_in_region(masks: dict, regions: dict, share: float, seed: int) -> dict:
+    """Planted avoidance within strata: each changed weight inside the region is unchanged again with probability
+    ``share`` ({matrix: mask}, {matrix: region}; one generator for all matrices in order). Applied to a draw of the
+    magnitude-matched null, every equal-ULP stratum keeps its magnitude dependence and loses the same share inside
+    the region only."""
     rng = np.random.default_rng(seed)
-    return {n: tuple(rng.permutation(m.ravel()).reshape(m.shape) for m in pl) for n, pl in masks.items()}
+    return {n: m & ~(regions[n] & (rng.random(m.shape) < share)) for n, m in masks.items()}
+
+
+PLANTED_AVOIDANCE = 0.5  # share of a null draw's changed weights inside the principal mask undone (planted avoidance)
+
+
+def avoidance_within_strata(ctx, run, share: float = PLANTED_AVOIDANCE) -> dict:
+    """A planted avoidance within strata on a run's base: the run's magnitude-matched null draw
+    (``verify.measures.masks.null_changed``) with ``share`` of its changed weights inside the principal mask unchanged
+    again (``thinned_in_region``, seeded by the run's seed)."""
+    principal = {n: m[0] for n, m in base_masks(ctx, run).items()}
+    return thinned_in_region(null_changed(ctx, run), principal, share, run.spec.train.seed)
 
 
 def planted_masks(strata: dict, shapes: dict, runs: int, seed: int, shared: float) -> list[dict]:
@@ -89,19 +103,6 @@ def planted_rows(shapes: dict, steps: list[int], seed: int, stable: bool) -> lis
     masks = planted_temporal(shapes, steps, seed, stable)
     pf = profile_vector(masks[-1])
     return [{"step": t, "corr": corr(profile_vector(m), pf)} for t, m in zip(steps, masks)]
-
-
-def planted_strata(seed: int, avoid: bool) -> float:
-    """Stratified excess of a synthetic changed mask: probability set by |w0|'s binade only, or the same minus
-    a planted avoidance of the region within each stratum."""
-    rng = np.random.default_rng(seed)
-    w0 = np.asarray(to_bf16(rng.normal(0, 0.1, 20000)), np.float64)
-    region = np.abs(w0) > np.median(np.abs(w0))  # correlated with magnitude, like the principal mask
-    prob = np.clip(0.02 / half_ulp_bf16(w0) * 1e-3, 0, 0.9)
-    if avoid:
-        prob = np.where(region, prob * 0.6, prob)
-    changed = rng.random(w0.shape) < prob
-    return overlap_within_strata(changed, region, w0)["excess"]
 
 
 def shuffled_lines(masks: dict, seed: int) -> dict:

@@ -44,8 +44,9 @@ def bf16_every_step(p, seeds=None) -> tuple[RunSpec, ...]:
 
 
 def random_init(p, seeds) -> tuple[RunSpec, ...]:
-    """RL from the random initialisation of the base (no pretraining), fixed steps: the verifier never fires."""
-    return tuple(p.rl(s, matched=False, base=p.random_base()) for s in seeds)
+    """RL from the random initialisation of the base (no pretraining) for ``p.random_init_steps`` steps (no matched
+    stop: the verifier never fires)."""
+    return tuple(p.rl(s, steps=p.random_init_steps, matched=False, base=p.random_base()) for s in seeds)
 
 
 def lr_sweep(p) -> dict[float, tuple[RunSpec, ...]]:

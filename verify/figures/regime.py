@@ -1,10 +1,9 @@
 """Figures of the regime map: predicted against measured sparsity, metrics against the drift ratio (phase plots),
-metrics against width, sparsity under three optimizers, and the principal overlap with magnitude held fixed."""
+metrics against width and sparsity under three optimizers."""
 
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 
 
 def predicted_sparsity(methods, measured, from_drift, from_regime, r2_drift: float, r2_regime: float):
@@ -124,20 +123,4 @@ def sparsity_by_optimizer(table: dict, onpolicy, diffs: dict, floor: float):
     bx.set_title("the rule: 95 % interval wholly above the floor", fontsize=9)
     bx.legend(fontsize=6)
     fig.tight_layout()
-    return fig
-
-
-def overlap_with_magnitude_fixed(seeds, unstratified, stratified, model):
-    """Principal overlap excess per RL run: unstratified, within equal-ULP strata, and a magnitude-only model's."""
-    fig, ax = plt.subplots(figsize=(5, 3.6))
-    x = np.arange(len(seeds))
-    ax.bar(x - 0.25, unstratified, 0.25, label="unstratified")
-    ax.bar(x, stratified, 0.25, label="within equal-ULP strata")
-    ax.bar(x + 0.25, model, 0.25, label="magnitude-only model")
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_xticks(x, [f"seed {s}" for s in seeds])
-    ax.set_ylabel("principal share of changed - alpha")
-    ax.set_xlabel("RL run")
-    ax.set_title("C11 with magnitude held fixed (block matrices, bf16 export)", fontsize=9)
-    ax.legend(fontsize=6)
     return fig

@@ -1,6 +1,7 @@
 """Masks of weights (C1, C3, C11): which block weights a run changed in its released bf16 export, the principal
-and low-magnitude masks of the base, the share of changed weights inside a mask against its density, and ULP
-strata (weights of equal bf16 half-ULP, so an equal visibility threshold, claim C9).
+and low-magnitude masks of the base, the share of changed weights inside a mask against its density, ULP
+strata (weights of equal bf16 half-ULP, so an equal visibility threshold, claim C9), and the magnitude-matched null
+(``theory.null``): one null draw of a run's changed mask, and the principal overlap beyond the null's expectation.
 
 Views: changed masks compare the released bf16 base with the bf16 export of a snapshot
 (``theory.precision.changed_mask_bitwise``); masks come from the released base; block matrices only."""
@@ -17,6 +18,7 @@ from theory.precision import (
     overlap_within_strata,
     predicted_overlap,
 )
+from theory.null import magnitude_null, null_mask, null_rng
 from verify.measures.spectra import top_k
 from verify.measures.weights import block_pairs
 
@@ -62,20 +64,6 @@ def in_mask_share(changed: dict, masks: dict) -> tuple[float, float, float]:
     return inter_p / n_ch - dens_p, inter_l / n_ch - dens_l, n_ch / size
 
 
-def principal_excess(pairs: dict, changed: dict | None = None, permute_seed: int | None = None) -> float:
-    """(share of changed weights inside the principal mask of W0) - alpha, pooled over block matrices;
-    NaN when nothing changed. ``permute_seed`` shuffles each principal mask (no model conditioning)."""
-    inside = total = 0
-    for name, (w0, w1) in pairs.items():
-        m = changed[name] if changed is not None else changed_mask_bitwise(w0, w1)
-        pm = np.asarray(S.principal_mask(w0, top_k(w0), ALPHA))
-        if permute_seed is not None:
-            pm = np.random.default_rng(permute_seed).permutation(pm.ravel()).reshape(pm.shape)
-        inside += int(np.count_nonzero(pm & m))
-        total += int(np.count_nonzero(m))
-    return inside / total - ALPHA if total else float("nan")
-
-
 def changed_count(pairs: dict) -> int:
     """Number of block weights whose bf16 bits changed between W0 and W1."""
     return sum(int(np.count_nonzero(changed_mask_bitwise(a, b))) for a, b in pairs.values())
@@ -116,3 +104,39 @@ def stratified_excess(ctx, run) -> tuple[dict, float]:
                                            max(r["sign_consistency"] or 0.0, 1e-12), r.get("step_fraction") or 1.0)
          for k in w0}
     return strat, predicted_overlap(p, region)
+
+
+def null_changed(ctx, run) -> dict[str, np.ndarray]:
+    """{block matrix: one draw of the magnitude-matched null's changed mask fitted to the run's own changed mask}
+    (``theory.null.null_mask``, generator ``null_rng(matrix, run seed)``; memoised): the effect a claim looks for is
+    absent from it by construction, only the magnitude dependence of a bf16 change survives."""
+
+    def compute():
+        seed = run.spec.train.seed
+        return {n: null_mask(w0, changed(ctx, run)[n], null_rng(n, seed)) for n, (w0, _) in block_pairs(ctx, run).items()}
+
+    return ctx.memo(("null_changed", run.directory.name), compute)
+
+
+def principal_null_excess(w0s: dict, changed: dict, principal: dict, seed: int) -> dict[str, float]:
+    """The principal overlap of a changed mask against the magnitude-matched null, pooled over the block matrices:
+    {"observed": |C & P| / |C|, "null": the null's expected ratio (``theory.null.magnitude_null`` per matrix, pooled
+    with ``+``), "excess": observed - null} (NaN when nothing changed). Inputs are {block matrix: array}."""
+    total = None
+    for n in changed:
+        r = magnitude_null(w0s[n], changed[n], regions={"principal": principal[n]}, rng=null_rng(n, seed)).overlaps["principal"]
+        total = r if total is None else total + r
+    v = total.value()
+    return {"observed": v.observed, "null": v.null, "excess": v.observed - v.null}
+
+
+def null_excess(ctx, run, masks: dict | None = None, tag: str = "own") -> dict[str, float]:
+    """``principal_null_excess`` of a run's changed mask (or of ``masks``, e.g. a null draw or a planted mask on the
+    run's base, named by ``tag`` for the memo) against the principal mask of its released base (memoised)."""
+
+    def compute():
+        w0s = {n: w0 for n, (w0, _) in block_pairs(ctx, run).items()}
+        principal = {n: m[0] for n, m in base_masks(ctx, run).items()}
+        return principal_null_excess(w0s, changed(ctx, run) if masks is None else masks, principal, run.spec.train.seed)
+
+    return ctx.memo(("null_excess", run.directory.name, tag), compute)

@@ -25,8 +25,8 @@ from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, ThreadPoolE
 from dataclasses import dataclass, field
 
 from verify.realckpt import stream as St
+from verify.realckpt.dispatch import run as run_job
 from verify.realckpt.job import Job, TensorResult
-from verify.realckpt.job import run as run_job
 from verify.realckpt.layout import BadInput, Checkpoint, order_key, parse_name
 from verify.realckpt.options import Options
 

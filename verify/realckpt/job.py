@@ -35,16 +35,3 @@ class TensorResult:
     c3: dict | None = None
     c3_nulls: dict = field(default_factory=dict)
     consensus: dict | None = None
-
-
-def run(job: Job) -> TensorResult:
-    """Analyse one job in the mode its options ask for (full or sparsity only); importable in a worker process."""
-    if job.opts.sparsity_only:
-        from verify.realckpt.sparsity import sparsity_tensor
-
-        return sparsity_tensor(job)
-    from verify.realckpt.stream import single_blas_thread
-    from verify.realckpt.tensor import analyze_tensor
-
-    with single_blas_thread():  # many small BLAS calls: a second thread only waits (stream.single_blas_thread)
-        return analyze_tensor(job)

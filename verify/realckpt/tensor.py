@@ -32,7 +32,7 @@ from verify.realckpt import stream as St
 from verify.realckpt.job import Job, TensorResult
 from verify.realckpt.layout import TensorInfo, is_kernel, parse_name
 from verify.realckpt.options import INTRUDER_COS, Options
-from verify.realckpt.sparsity import TIGHT_ETA, relative_changed
+from verify.realckpt.changed import TIGHT_ETA, relative_changed
 
 NO_STRIPES = ("embed", "head")
 _MAX_GRID = 512  # consensus maps are block-averaged to at most this many cells per side
