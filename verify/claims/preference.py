@@ -13,10 +13,12 @@ equal update size, by the floors of the gate claims, and SFT at equal update siz
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from verify.controls.preference import planted_pairs
 from verify.experiments.single_task import SingleTask, single_task
 from verify.figures import preference as fig
-from verify.measures.signatures import RATIO_SIGNATURES, SIGNATURES, contrast, run_signatures
+from verify.measures.signatures import RATIO_SIGNATURES, SIGNATURES, contrast, run_signature, run_signatures
 from verify.measures.size import at_equal_size
 from verify.measures.weights import block_pairs
 from verify.registry import Measurement, claim, negative, positive
@@ -55,7 +57,8 @@ def decide_same(by_method: dict) -> tuple[str, dict[str, Outcome]]:
     """C13 rule on per-seed signatures: ``by_method`` {method: (its signatures per seed, RL's per seed)}; REPRODUCED
     when every signature of every method is equivalent to RL's (90 % interval inside the margin), NOT REPRODUCED when
     any lies wholly outside its margin, else INCONCLUSIVE. Returns (status, {"<method> vs RL: <signature>": outcome})."""
-    outcomes = {f"{m} vs RL: {LABELS[s]}": o for m, (sigs, rl) in by_method.items() for s, o in same_as(sigs, rl).items()}
+    outcomes = {f"{m} vs RL: {LABELS[s]}": replace(o, statistic=o.statistic.replace("preference", m))
+                for m, (sigs, rl) in by_method.items() for s, o in same_as(sigs, rl).items()}
     return all_of(*outcomes.values()), outcomes
 
 
@@ -76,7 +79,7 @@ def apart(ctx, runs: SingleTask, role_runs) -> tuple[dict[str, Outcome], list]:
     for s in SIGNATURES:
         vs = [at_equal_size(ctx, sz, r, BY[s]) for sz, r in zip(runs.sft_size, role_runs)]
         views += vs
-        vals = [apart_value(s, run_signatures(ctx, r), run_signatures(ctx, v)) for r, v in zip(role_runs, vs)]
+        vals = [apart_value(s, {s: run_signature(ctx, r, s)}, {s: run_signature(ctx, v, s)}) for r, v in zip(role_runs, vs)]
         out[s] = APART[s].decide(Interval.of(vals))
     return out, views
 
@@ -102,7 +105,7 @@ def signatures(ctx, runs: SingleTask) -> Measurement:
         descriptive |= {f"{name} against SFT at equal size: {LABELS[s]}": x for s, x in o.items()}
         views += v
     eq_rl = {s: [at_equal_size(ctx, sz, r, BY[s]) for sz, r in zip(runs.sft_size, runs.rl)] for s in SIGNATURES}
-    eq_same = {s: SAME[s].decide(Interval.of([contrast(s, run_signatures(ctx, v)[s], b[s]) for v, b in zip(eq_rl[s], rl)]))
+    eq_same = {s: SAME[s].decide(Interval.of([contrast(s, run_signature(ctx, v, s), b[s]) for v, b in zip(eq_rl[s], rl)]))
                for s in SIGNATURES}
     descriptive |= {f"SFT at equal size in the preference role: {LABELS[s]}": o for s, o in eq_same.items()}
     contrasts = {s: {m: [contrast(s, a[s], b[s]) for a, b in zip(v, rl)] for m, v in (("DPO", dpo), ("SimPO", simpo))}

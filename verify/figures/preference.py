@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import NullFormatter
 
 
 def contrasts_against_margins(contrasts: dict, margins: dict, labels: dict, title: str):
@@ -58,6 +59,7 @@ def forgetting_against_predictors(forget, predictors: dict, groups, rhos: dict):
             ax.plot(x[sel], np.asarray(forget, float)[sel], "o", ms=4, color=f"C{j}", label=role)
         if np.all(x > 0):
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{name}: rho {rhos[name]:+.2f}", fontsize=8)
     np.atleast_1d(axes)[0].set_ylabel("forgetting")
     np.atleast_1d(axes)[0].legend(fontsize=5)

@@ -6,34 +6,44 @@ once per verify call."""
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 
-from toy_models.forgetting import corpus_cross_entropy, params_from_flat, task_pass_rates
+from toy_models.forgetting import EVAL_KEY_OFFSET, corpus_cross_entropy
+from toy_models.pool import build_pool
+from toy_models.steps import heldout_accuracy
+from toy_models.transformer import init_params, unflatten_params
 
 N_PROBLEMS = 256  # held-out problems per task
 N_CORPUS = 2048  # held-out corpus examples
 
 
-def _scores(spec, flat: dict) -> dict:
-    """{"pass": {task: pass rate}, "ce": corpus cross-entropy} of parameters ``flat`` on the base of ``spec``."""
-    base = spec.base
-    graphdef, params = params_from_flat(base.model, flat)
-    p_len, c_len = base.corpus.lengths
-    rates = task_pass_rates(graphdef, base.model, params, tuple(base.corpus.tasks), base.corpus.size, N_PROBLEMS,
-                            p_len, c_len, spec.train.seed)
-    return {"pass": rates, "ce": corpus_cross_entropy(graphdef, params, base, N_CORPUS)}
+def _scores(ctx, spec, flat: dict) -> dict:
+    """{"pass": {task: pass rate}, "ce": corpus cross-entropy} of parameters ``flat`` on the base of ``spec``: the
+    held-out problems and evaluation key of a run of its seed (``toy_models.forgetting.task_pass_rates``, with the
+    model template and the problems built once per verify call)."""
+    base, seed = spec.base, spec.train.seed
+    tasks, (p_len, c_len) = tuple(base.corpus.tasks), base.corpus.lengths
+    graphdef, template = ctx.memo(("forgetting_template", base.model), lambda: init_params(base.model, 0))
+    params = unflatten_params(template, {k: np.asarray(v, np.float32) for k, v in flat.items()})
+    h = ctx.memo(("forgetting_heldout", base.corpus, seed),
+                 lambda: build_pool(tasks, base.corpus.size, N_PROBLEMS, p_len, c_len, seed, heldout=True))
+    acc = heldout_accuracy(graphdef, base.model, c_len, len(tasks), params, h.prompts_NP, h.answers_NA, h.task_N,
+                           jax.random.key(seed + EVAL_KEY_OFFSET))
+    return {"pass": {t: float(a) for t, a in zip(tasks, np.asarray(acc))},
+            "ce": corpus_cross_entropy(graphdef, params, base, N_CORPUS)}
 
 
 def base_scores(ctx, run) -> dict:
     """``_scores`` of a run's released base (memoised per base and seed)."""
-    return ctx.memo(("forgetting_base", run.spec.base, run.spec.train.seed), lambda: _scores(run.spec, run.snapshot("base")))
+    return ctx.memo(("forgetting_base", run.spec.base, run.spec.train.seed), lambda: _scores(ctx, run.spec, run.snapshot("base")))
 
 
 def forgetting_of(ctx, run, flat: dict) -> dict:
     """Forgetting of parameters ``flat`` against ``run``'s base: ``pass_change`` per task (tuned - base),
     ``forgetting`` (mean drop of the pass rates of the tasks the run did not train on), ``trained_gain`` (mean change
     on its trained tasks) and ``ce_change`` (corpus cross-entropy, tuned - base, nats per token)."""
-    base, tuned = base_scores(ctx, run), _scores(run.spec, flat)
+    base, tuned = base_scores(ctx, run), _scores(ctx, run.spec, flat)
     tasks, trained = list(base["pass"]), set(run.spec.tasks)
     change = {t: tuned["pass"][t] - base["pass"][t] for t in tasks}
     others = [t for t in tasks if t not in trained]

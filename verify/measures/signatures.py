@@ -21,15 +21,26 @@ SIGNATURES = ("sparsity", "nss", "angle", "energy", "overlap")
 RATIO_SIGNATURES = ("nss", "angle", "energy")  # compared as log2 ratios; the others as differences
 
 
-def run_signatures(ctx, run) -> dict[str, float]:
-    """{signature: value} of a finished run (or a run read at a snapshot), memoised."""
+def run_signature(ctx, run, name: str) -> float:
+    """Signature ``name`` of a finished run (or a run read at a snapshot), memoised."""
 
     def compute():
-        nss, angle = drift(ctx, run)
-        return {"sparsity": bf16_sparsity(run), "nss": nss, "angle": angle,
-                "energy": energy_ratio(block_pairs(ctx, run, master=True)), "overlap": principal_excess_vs_null(ctx, run)}
+        if name == "sparsity":
+            return bf16_sparsity(run)
+        if name in ("nss", "angle"):
+            return drift(ctx, run)[0 if name == "nss" else 1]
+        if name == "energy":
+            return energy_ratio(block_pairs(ctx, run, master=True))
+        if name == "overlap":
+            return principal_excess_vs_null(ctx, run)
+        raise ValueError(f"Unknown signature {name!r}; known: {', '.join(SIGNATURES)}.")
 
-    return ctx.memo(("signatures", run.directory.name), compute)
+    return ctx.memo(("signature", name, run.directory.name), compute)
+
+
+def run_signatures(ctx, run) -> dict[str, float]:
+    """{signature: value} of a finished run (or a run read at a snapshot), each memoised."""
+    return {s: run_signature(ctx, run, s) for s in SIGNATURES}
 
 
 def pair_signatures(pairs: dict, seed: int = 0) -> dict[str, float]:
