@@ -50,8 +50,8 @@ def seed_differences(ctx, comparators, rl, key: str = "forgetting") -> list[floa
 
 @claim("forgetting.rl_vs_sft", paper=("C18",), title="RL forgets the base's other tasks less than SFT",
        paper_number="stated, no numbers (the authors' summary)",
-       rule=f"{MORE.text}, the comparator being SFT at its customary rate, both at matched gain on the trained task; the "
-            f"equivalence {NO_DIFFERENCE.text} and the corpus cross-entropy change ({CE_MORE.text}) reported beside it",
+       rule=f"{MORE.text}, the comparator being SFT at its customary rate, both at matched gain on the trained task; "
+            f"reported beside it: {NO_DIFFERENCE.text}; {CE_MORE.text}",
        runs=single_task)
 def rl_vs_sft(ctx, runs: SingleTask) -> Measurement:
     """forgetting.rl_vs_sft: per-seed forgetting of SFT minus RL at matched gain; the placebo, the next seed's RL and

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from toy_models.finetune import finetune
+from toy_models.forgetting import run_forgetting
 from verify.controls.forgetting import planted_forgetting, private_tokens
 from verify.experiments.single_task import TASK, task_spec
-from verify.measures.forgetting import forgetting, forgetting_of
+from verify.measures.forgetting import N_CORPUS, N_PROBLEMS, forgetting, forgetting_of
 from verify.profiles import get_profile
 from verify.registry import CLAIM_STATUSES, REPRODUCED
 from verify.runs import Context
@@ -43,6 +44,9 @@ def test_planted_forgetting_on_a_real_run_spares_the_trained_task(session_runs, 
     first = forgetting(ctx, run)
     again = forgetting(Context(p, tmp_path), run)
     assert first == again  # deterministic: the run's own problems and key
+    direct = run_forgetting(run, n_problems=N_PROBLEMS, n_corpus=N_CORPUS)  # the toy_models measure, unmemoised
+    assert first["pass_change"] == direct["pass_change"] and first["forgetting"] == direct["forgetting"]
+    assert first["ce_change"] == pytest.approx(direct["ce_change"], rel=1e-6)
     spec = run.spec
     tokens = private_tokens(spec.base.corpus.tasks, spec.tasks, spec.base.corpus.size)
     planted = forgetting_of(ctx, run, planted_forgetting(run.snapshot("final"), tokens, 0))
