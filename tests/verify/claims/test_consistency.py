@@ -110,3 +110,20 @@ def test_temporal_negative_control_removes_a_planted_stable_pattern(base, monkey
     assert cc.decide_temporal([min_corr_from(planted_rows(shapes, steps, s, True), 8) for s in range(3)]).status == REPRODUCED
     drawn = [nulls.null_profile_min_corr(None, s, steps, 8, w0, seed=1 + s) for s in range(3)]
     assert cc.decide_temporal(drawn).status != REPRODUCED
+
+
+@pytest.mark.parametrize("name", ["tiny", "quick"])
+def test_c3_runs_differ_in_seed_and_read_the_random_base_runs(name):
+    """Every C3 RL run has a seed of its own (the variants' come after the profile's), and the random-init runs are
+    control.random_base's definition: every profile seed, ``random_init_steps`` steps, the un-pretrained base."""
+    from verify.experiments import cases
+    from verify.profiles import get_profile
+
+    p = get_profile(name)
+    runs = cases.consistency(p)
+    seeds = [s.train.seed for s in runs["rl"].values()]
+    assert len(seeds) >= 5 and len(set(seeds)) == len(seeds) and set(p.seeds) < set(seeds)
+    assert min(cases.variant_seeds(p)) > max(p.seeds)
+    rnd = runs["random_init"]
+    assert [s.train.seed for s in rnd] == list(p.seeds)
+    assert all(s.train.max_steps == p.random_init_steps and s.base == p.random_base() for s in rnd)
