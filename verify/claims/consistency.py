@@ -19,6 +19,8 @@ Runs: ``verify.experiments.cases`` (``consistency``, ``temporal``).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from theory import spectral as S
@@ -39,7 +41,7 @@ from verify.measures.stripes import STRIPE_AXES, consensus
 from verify.measures.temporal import min_corr_from, temporal_series
 from verify.registry import REPRODUCED, Measurement, claim, negative, positive, report_section
 from verify.report import est_text, figure_lines
-from verify.rules import AtLeast, Interval, Outcome
+from verify.rules import AT_THE_EDGE, AtLeast, Interval, Outcome
 
 JACCARD = AtLeast("pair-mean Jaccard - the magnitude-matched null's, per block matrix", 0.02, "a priori")
 STRIPES = AtLeast("consensus stripe statistic in null SDs (rows of Q, K, V; columns of O)", 2.0, "a priori")
@@ -63,8 +65,10 @@ def decide_jaccard(per_matrix_excess) -> Outcome:
 
 def decide_stripes(z: float) -> Outcome:
     """C3 stripes rule on the combined stripe statistic in null SDs, read as N(z, 1) (``Interval(z, 1, inf)``):
-    z - 1.96 > 2 -> REPRODUCED, z + 1.96 < 2 -> NOT REPRODUCED, else INCONCLUSIVE."""
-    return STRIPES.decide(Interval(float(z), 1.0, float("inf"), (float(z),)))
+    z - 1.96 > 2 -> REPRODUCED, z + 1.96 < 2 -> NOT REPRODUCED, else INCONCLUSIVE; 'at the edge' when z lies within
+    one standard error (1) of the floor (the rules' own qualifier needs two units)."""
+    out = STRIPES.decide(Interval(float(z), 1.0, float("inf"), (float(z),)))
+    return replace(out, qualifiers=out.qualifiers + (AT_THE_EDGE,)) if abs(z - STRIPES.floor) <= 1.0 else out
 
 
 def decide_temporal(min_corrs) -> Outcome:

@@ -61,7 +61,10 @@ def test_also_in_sft_qualifier_needs_both_to_reproduce():
 def test_stripes_rule_reaches_every_outcome():
     assert cc.decide_stripes(5.0).status == REPRODUCED  # 5 - 1.96 > 2
     assert cc.decide_stripes(-0.5).status == NOT_REPRODUCED  # -0.5 + 1.96 < 2
-    assert cc.decide_stripes(3.0).status == INCONCLUSIVE  # [1.04, 4.96] straddles 2
+    assert cc.decide_stripes(3.5).status == INCONCLUSIVE  # [1.54, 5.46] straddles 2
+    edge = cc.decide_stripes(2.5)
+    assert edge.status == INCONCLUSIVE and AT_THE_EDGE in edge.qualifiers
+    assert AT_THE_EDGE not in cc.decide_stripes(3.5).qualifiers
     assert cc.decide_stripes(1.0).status == INCONCLUSIVE  # contains 0 and the floor
     assert cc.decide_stripes(float("nan")).status == INCONCLUSIVE
 
