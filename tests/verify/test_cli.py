@@ -9,7 +9,7 @@ import time
 import pytest
 
 from verify.cli import run_claims
-from verify.registry import REPRODUCED, STATUSES, load_all
+from verify.registry import PASS, REPRODUCED, STATUSES, load_all
 
 
 @pytest.mark.slow
@@ -29,20 +29,18 @@ def test_every_claim_has_a_verdict_a_figure_and_numbers(tiny_report):
         assert c["numbers"], c["id"]
         assert c["figures"] and all((root / f).exists() for f in c["figures"]), c["id"]
     md = (root / "report.md").read_text()
-    assert "| claim | paper |" in md
+    assert "| claim | verdict |" in md
 
 
 @pytest.mark.slow
 def test_controls_flip_the_decision_rule_both_ways(tiny_report):
-    """Each claim's positive control comes out REPRODUCED and its negative control does not: the rule can flip."""
+    """Each claim's positive control comes out affirmative (REPRODUCED, PASS for a check) and its negative controls
+    and placebos do not: the rule can flip."""
     for c in tiny_report["report"]["claims"]:
-        pos = {k: v for k, v in c["controls"].items() if k.startswith("positive:")}
-        neg = {k: v for k, v in c["controls"].items() if k.startswith("negative:")}
-        assert pos and neg, f"{c['id']} lacks a positive or a negative control"
-        for name, status in pos.items():
-            assert status == REPRODUCED, (c["id"], name, status)
-        for name, status in neg.items():
-            assert status != REPRODUCED, (c["id"], name, status)
+        kinds = {ctl["kind"] for ctl in c["controls"]}
+        assert "positive" in kinds and kinds & {"negative", "placebo"}, f"{c['id']} lacks a positive or a negative control"
+        for ctl in c["controls"]:
+            assert (ctl["status"] in (REPRODUCED, PASS)) == (ctl["kind"] == "positive"), (c["id"], ctl)
 
 
 @pytest.mark.slow
