@@ -192,9 +192,9 @@ def stripes(ctx, runs) -> Measurement:
                            neg.status)],
         outcomes={"RL: stripe statistic in null SDs": out}, descriptive={"SFT: stripe statistic in null SDs": sft_out},
         qualifiers=also_in_sft(out, sft_out),
-        figures=[fig.outcome_intervals({"RL": out, "SFT": sft_out, "planted stripes (+)": pos, "null draws (-)": neg},
+        figures=[fig.outcome_intervals({"RL": out, "SFT": sft_out, "null draws (-)": neg},
                                        "stripe statistic (null SDs; bars: z +- 1.96)",
-                                       "C3: consensus stripes beyond the magnitude-matched null"),
+                                       f"C3: consensus stripes beyond the magnitude-matched null (planted: {pos_z:.0f})"),
                  fig.consensus_maps(cons, block, len(masks), f"stripe statistic RL {z:.1f}, SFT {sft_z:.1f} null SDs"), fig.line_profiles(lines)],
         runs={"rl": rl_runs, "sft": sft},
         notes=[f"{len(masks)} RL runs (those of consistency.jaccard). Statistic per matrix: variance over rows of the "

@@ -116,7 +116,7 @@ def intervention(ctx, runs) -> Measurement:
     """geometry.intervention (C12): mask overlap of edited against unedited RL, raw and original frames, AdamW and SGD."""
     p = ctx.profile
     seeds = case_seeds(p)
-    results, used, outcomes, controls = {}, [], {}, []
+    results, used, outcomes, controls, shown = {}, [], {}, [], {}
     numbers: dict = {"sgd_lr": sgd_lr(p), "edit_layer": edit_layer(p)}
     for opt, arms in runs.items():
         refs = list(arms["references"])
@@ -154,6 +154,7 @@ def intervention(ctx, runs) -> Measurement:
                 "same_seed_original_frame_excess_edited": Interval.of(same_seed_back)}
             if opt == "adamw" and kind in DECISIVE:
                 outcomes |= {f"{kind}: {o.statistic}": replace(o, statistic=f"{kind}: {o.statistic}") for o in (e_out, u_out)}
+                shown |= {f"{kind}: edited": e_out, f"{kind}: untouched": u_out}
                 # negative control: the unedited runs in the edited role (the edit absent by construction)
                 controls.append(negative(f"unedited pairs in the edited role ({kind}'s matrices)",
                                          unedited_control(ref_items, edited, untouched)))
@@ -182,7 +183,7 @@ def intervention(ctx, runs) -> Measurement:
         f"{numbers['sgd/rotate_vo']['raw_share_edited'].text('.2f')}, original frame "
         f"{numbers['sgd/rotate_vo']['original_frame_share_edited'].text('.2f')}",
         numbers=numbers, controls=controls, outcomes=outcomes,
-        figures=[fig.outcome_intervals(outcomes, "share of the unedited pairs' excess kept",
+        figures=[fig.outcome_intervals(shown, "share of the unedited pairs' excess kept",
                                        "C12: AdamW, raw coordinates (edited: below 0.3; untouched: above 0.7)"), figure],
         runs={"unedited": [r for o in runs.values() for r in o["references"]],
               "edited": [r for o in runs.values() for v in o["edited"].values() for r in v]},
