@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from verify.controls.numbers import planted_masked_gains
-from verify.experiments.cases import MASK_KINDS, case_seeds, masked as masked_runs
+from verify.experiments.cases import MASK_KINDS, masked as masked_runs, masked_seeds
 from verify.figures import cases as fig
 from verify.measures.training import frozen_changes, gain_curve, kl_curve, kl_distance, mask_share
 from verify.registry import INCONCLUSIVE, Measurement, claim, negative, positive, report_section
@@ -48,14 +48,14 @@ def decide_masked(dense, principal, safe, random, frozen_changed: int = 0) -> tu
 @claim("masked.rl", paper=("C14",), title="masked RL: principal-only gains least; the safe mask tracks dense RL",
        paper_number="DS-Qwen-1.5B, 320 steps: dense 57.44, principal 53.82, non-principal 55.40, low-magnitude 56.69, "
                     "safe 56.24, random 55.34; safe's KL curve follows dense, principal's rises slowest",
-       rule=f"fixed-length RL under each mask, >= 3 seeds, paired by seed: {PRINCIPAL_COST.text}; {TRACKS.text}; "
+       rule=f"fixed-length RL under each mask, >= 3 seeds (quick: 5), paired by seed: {PRINCIPAL_COST.text}; {TRACKS.text}; "
             f"{BEYOND_DENSITY.text} (the random mask has the safe mask's count in every matrix); all three -> "
             "REPRODUCED; any NOT REPRODUCED -> NOT REPRODUCED; a masked coordinate that changed -> INCONCLUSIVE",
        runs=masked_runs)
 def masked(ctx, runs) -> Measurement:
     """masked.rl (C14): final gains and KL-to-base curves of RL under fixed masks, against dense RL."""
     p = ctx.profile
-    seeds = case_seeds(p)
+    seeds = masked_seeds(p)
     gains = {k: [r.summary["gain"] for r in v] for k, v in runs.items()}
     kl = {k: [kl_curve(r)[1] for r in v] for k, v in runs.items()}
     dist = {k: [kl_distance(a, b) for a, b in zip(kl[k], kl["dense"])] for k in MASK_KINDS if k != "dense"}

@@ -63,3 +63,18 @@ def test_negative_control_fails_when_a_random_mask_also_tracks_dense():
 
 def test_a_mask_that_leaked_makes_the_claim_inconclusive():
     assert cm.decide_masked(*planted_masked_gains(cm.PLANTED_SEED), frozen_changed=3)[0] == INCONCLUSIVE
+
+
+def test_masked_runs_use_every_profile_seed_on_quick():
+    """Quick runs C14 on its 5 profile seeds (more than the 3 case seeds); the dense runs of the case seeds are the
+    case studies' shared RL runs."""
+    from verify.experiments import cases
+    from verify.profiles import get_profile
+
+    p = get_profile("quick")
+    runs = cases.masked(p)
+    assert cases.masked_seeds(p) == p.seeds and len(p.seeds) >= 5
+    assert all([s.train.seed for s in v] == list(p.seeds) for v in runs.values())
+    assert set(cases.rl_run(p, s) for s in cases.case_seeds(p)) <= set(runs["dense"])
+    tiny = get_profile("tiny")
+    assert cases.masked_seeds(tiny) == cases.case_seeds(tiny)
