@@ -116,11 +116,10 @@ def intervention(ctx, runs) -> Measurement:
     """geometry.intervention (C12): mask overlap of edited against unedited RL, raw and original frames, AdamW and SGD."""
     p = ctx.profile
     seeds = case_seeds(p)
-    results, used, outcomes, controls, shown = {}, [], {}, [], {}
+    results, outcomes, controls, shown = {}, {}, [], {}
     numbers: dict = {"sgd_lr": sgd_lr(p), "edit_layer": edit_layer(p)}
     for opt, arms in runs.items():
         refs = list(arms["references"])
-        used += refs
         w0_orig = kernels(refs[0].snapshot("base", master=True))
         ref_frames = [dict(run_frames(ctx, r, None, w0_orig), seed=r.spec.train.seed) for r in refs]
         orig_strata = ref_frames[0]["strata_raw"]
@@ -129,7 +128,6 @@ def intervention(ctx, runs) -> Measurement:
             record = edit_record(ctx, edited_runs[0].spec)
             edited = [n for n in (matrix_name(t) for t in edited_tensors(record)) if n in orig_strata]
             untouched = [n for n in orig_strata if n not in edited]
-            used += list(edited_runs)
             frames = [(r.spec.train.seed, run_frames(ctx, r, record, w0_orig)) for r in edited_runs]
             raw = [(s, fr["raw"], fr["strata_raw"]) for s, fr in frames]
             back = [(s, fr["back"], orig_strata) for s, fr in frames]
@@ -185,8 +183,8 @@ def intervention(ctx, runs) -> Measurement:
         numbers=numbers, controls=controls, outcomes=outcomes,
         figures=[fig.outcome_intervals(shown, "share of the unedited pairs' excess kept",
                                        "C12: AdamW, raw coordinates (edited: below 0.3; untouched: above 0.7)"), figure],
-        runs={"unedited": [r for o in runs.values() for r in o["references"]],
-              "edited": [r for o in runs.values() for v in o["edited"].values() for r in v]},
+        runs={f"{kind} ({opt})": rs for opt, o in runs.items()
+              for kind, rs in (("unedited", list(o["references"])), ("edited", [r for v in o["edited"].values() for r in v]))},
         notes=[f"Edited runs: seeds {list(seeds[:EDITED_SEEDS])}, each compared with the unedited runs of the other "
                f"seeds {list(seeds)}; the interval is over those pairs, which share runs, so it is optimistic; unedited "
                "excess = mean over all unedited pairs. Same-seed pairs are left out of the decision (they share "
