@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from verify.measures.frames import region_excess
 from verify.measures.masks import base_masks, null_changed
 from verify.measures.stripes import STRIPE_AXES
 from verify.measures.temporal import corr, profile_vector
@@ -105,28 +104,19 @@ def planted_rows(shapes: dict, steps: list[int], seed: int, stable: bool) -> lis
     return [{"step": t, "corr": corr(profile_vector(m), pf)} for t, m in zip(steps, masks)]
 
 
-def shuffled_lines(masks: dict, seed: int) -> dict:
-    """Every mask with its rows and its columns permuted (one generator for all matrices in order): the same
-    row and column ratios in other places."""
-    rng = np.random.default_rng(seed)
-    return {n: m[rng.permutation(m.shape[0])][:, rng.permutation(m.shape[1])] for n, m in masks.items()}
-
-
-def planted_edit(strata: dict, edited: list[str], seed: int, moved: bool) -> tuple[list, list, float, float]:
-    """Inputs of the C12 rule on synthetic masks with a shared preferred set: three references and one 'edited'
-    run whose masks in the ``edited`` matrices are shuffled (``moved``: the preferred set moved away, as the
-    paper says a reparametrisation does) or kept (the preferred set stays in place). Returns (per-reference
-    excess in the edited matrices, in the untouched ones, mean excess of reference pairs in each)."""
+def planted_edit_runs(strata: dict, edited: list[str], refs: int, edited_runs: int, seed: int,
+                      moved: bool = True) -> tuple[list[dict], list[dict]]:
+    """Synthetic reference and edited runs of C12 on the real matrices' strata: ``refs + edited_runs`` independent
+    ``planted_masks`` draws that share one preferred set (overlap beyond chance in every matrix, as unedited RL runs
+    from one base); in the last ``edited_runs`` the masks of the ``edited`` matrices are shuffled uniformly
+    (``moved``: the preferred set and the magnitude pattern move away, as a reparametrisation of those matrices
+    moves them in raw coordinates) or left in place. Returns (reference masks, edited masks)."""
     shapes = {n: s.shape for n, s in strata.items()}
-    refs = planted_masks(strata, shapes, 4, seed=seed, shared=0.8)
-    run = dict(refs.pop())
+    runs = planted_masks(strata, shapes, refs + edited_runs, seed=seed, shared=0.8)
     rng = np.random.default_rng(seed + 1)
+    out = [dict(r) for r in runs[refs:]]
     if moved:
-        for n in edited:
-            run[n] = rng.permutation(run[n].ravel()).reshape(run[n].shape)
-    untouched = [n for n in strata if n not in edited]
-    ref_e = np.mean([region_excess(refs[i], refs[j], strata, strata, edited)[0] for i in range(3) for j in range(i + 1, 3)])
-    ref_u = np.mean([region_excess(refs[i], refs[j], strata, strata, untouched)[0] for i in range(3) for j in range(i + 1, 3)])
-    e = [region_excess(run, r, strata, strata, edited)[0] for r in refs]
-    u = [region_excess(run, r, strata, strata, untouched)[0] for r in refs]
-    return e, u, float(ref_e), float(ref_u)
+        for r in out:
+            for n in edited:
+                r[n] = rng.permutation(r[n].ravel()).reshape(r[n].shape)
+    return runs[:refs], out

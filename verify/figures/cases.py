@@ -28,8 +28,9 @@ def jaccard_bars(names, rl_j, magnitude, bernoulli, sft_j, random_j, runs: int):
     return fig
 
 
-def consensus_maps(cons: dict, block: str, runs: int, p_independence: float, p_magnitude: float):
-    """The consensus map of every matrix of one block (share of runs that changed each weight)."""
+def consensus_maps(cons: dict, block: str, runs: int, result: str):
+    """The consensus map of every matrix of one block (share of runs that changed each weight); ``result`` goes
+    into the title."""
     shown = [n for n in cons if n.startswith(block + "/")]
     fig, axes = plt.subplots(2, (len(shown) + 1) // 2, figsize=(3.0 * ((len(shown) + 1) // 2), 6.2))
     for ax, n in zip(axes.ravel(), shown):
@@ -40,8 +41,55 @@ def consensus_maps(cons: dict, block: str, runs: int, p_independence: float, p_m
     for ax in axes.ravel()[len(shown):]:
         ax.axis("off")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.7, label=f"share of the {runs} RL runs that changed the weight")
-    fig.suptitle(f"C3: consensus maps of bf16 changes ({block}); p(rows QKV / cols O) independence "
-                 f"{p_independence:.3f}, magnitude {p_magnitude:.3f}", fontsize=9)
+    fig.suptitle(f"C3: consensus maps of bf16 changes ({block}); {result}", fontsize=9)
+    return fig
+
+
+def excess_by_matrix(names, series: dict, floor: float, ylabel: str, title: str):
+    """Per block matrix, one bar per set of runs (``series`` maps a label to one value per matrix), with the rule's
+    floor drawn as a dashed line."""
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    x = np.arange(len(names))
+    width = 0.8 / max(len(series), 1)
+    for i, (label, values) in enumerate(series.items()):
+        ax.bar(x - 0.4 + (i + 0.5) * width, values, width, label=label)
+    ax.axhline(floor, color="k", ls="--", lw=0.9, label=f"floor {floor:g} (a priori)")
+    ax.axhline(0, color="gray", lw=0.6)
+    ax.set_xticks(x, names, rotation=30, fontsize=7)
+    ax.set_xlabel("block matrix")
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6)
+    return fig
+
+
+def outcome_intervals(outcomes: dict, ylabel: str, title: str):
+    """One column per labelled rule outcome (``verify.rules.Outcome``): its per-unit values, its mean with the 95 %
+    interval, and its threshold (dashed: a floor; dotted: +- an equivalence margin)."""
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(outcomes), 3.6))
+    drawn = set()
+    for i, (label, o) in enumerate(outcomes.items()):
+        iv = o.interval
+        lo, hi = iv.bounds()
+        ax.scatter(np.full(len(iv.values), i) + 0.12, iv.values, s=10, color="gray", zorder=2)
+        if np.isfinite(iv.mean):
+            ax.errorbar(i, iv.mean, yerr=[[iv.mean - lo], [hi - iv.mean]], fmt="o", color=f"C{i}", capsize=4, zorder=3)
+        ax.annotate(o.cell, (i, hi if np.isfinite(hi) else 0), fontsize=6, ha="center", va="bottom")
+        key = (o.kind, o.threshold)
+        if key in drawn or not np.isfinite(o.threshold):
+            continue
+        drawn.add(key)
+        if o.kind == "margin":
+            for t in (-o.threshold, o.threshold):
+                ax.axhline(t, color="k", ls=":", lw=0.9)
+            ax.plot([], [], color="k", ls=":", label=f"margin +-{o.threshold:g} ({o.source})")
+        else:
+            ax.axhline(o.threshold, color="k", ls="--", lw=0.9, label=f"floor {o.threshold:g} ({o.source})")
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_xticks(range(len(outcomes)), list(outcomes), rotation=20, fontsize=7)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6)
     return fig
 
 
@@ -107,15 +155,16 @@ def row_ratios_over_time(panels, name: str):
 
 def edited_against_unedited(keys, bars: dict, references: dict, layer: int):
     """Excess Jaccard of edited against unedited runs, raw and mapped back, in the edited and the untouched
-    matrices: ``bars[region][frame]`` holds one Estimate per (optimizer, edit) of ``keys``; ``references[region]``
-    the unedited pairs' excess per key."""
+    matrices: ``bars[region][frame]`` holds one ``verify.rules.Interval`` per (optimizer, edit) of ``keys``;
+    ``references[region]`` the unedited pairs' excess per key."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     x = np.arange(len(keys))
     for ax, region_name in zip(axes, ("edited", "untouched")):
         for off, frame, label in ((-0.2, "raw", "raw coordinates"), (0.2, "back", "mapped back to the original frame")):
             vals = bars[region_name][frame]
-            ax.bar(x + off, [v.mean for v in vals], 0.4, label=label,
-                   yerr=[[v.mean - v.low for v in vals], [v.high - v.mean for v in vals]], capsize=2)
+            lo_hi = np.array([v.bounds() for v in vals]).reshape(-1, 2)
+            mean = np.array([v.mean for v in vals])
+            ax.bar(x + off, mean, 0.4, label=label, yerr=[mean - lo_hi[:, 0], lo_hi[:, 1] - mean], capsize=2)
         ax.scatter(x, references[region_name], marker="_", s=400, color="k", zorder=3,
                    label="unedited vs unedited (same matrices)")
         ax.axhline(0, color="gray", lw=0.8, ls=":")
@@ -133,14 +182,16 @@ def edited_against_unedited(keys, bars: dict, references: dict, layer: int):
 
 def masked_runs(kinds, gain_curves: dict, kl_curves: dict, final_gains: dict, seeds: int, steps: int):
     """Three panels per mask kind: seed-mean gain curve, seed-mean KL-to-base curve, final gain with its
-    interval. ``gain_curves`` / ``kl_curves`` map a kind to (steps, mean values); ``final_gains`` to an Estimate."""
+    interval. ``gain_curves`` / ``kl_curves`` map a kind to (steps, mean values); ``final_gains`` to a
+    ``verify.rules.Interval``."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for i, k in enumerate(kinds):
         color = f"C{i}"
         axes[0].plot(*gain_curves[k], "o-", ms=3, color=color, label=k)
         axes[1].plot(*kl_curves[k], color=color, label=k)
         e = final_gains[k]
-        axes[2].bar(i, e.mean, yerr=[[e.mean - e.low], [e.high - e.mean]], color=color, capsize=3)
+        lo, hi = e.bounds()
+        axes[2].bar(i, e.mean, yerr=[[e.mean - lo], [hi - e.mean]], color=color, capsize=3)
     axes[0].set_xlabel("training step")
     axes[0].set_ylabel("held-out accuracy gain over the base (fraction)", fontsize=8)
     axes[0].set_title(f"C14: task gain under fixed masks (mean of {seeds} seeds)", fontsize=9)
