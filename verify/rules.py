@@ -15,7 +15,7 @@ or set after a named earlier run).
 
 Qualifiers computed from the numbers go into the verdict cell: "at the edge" when the estimate sits within
 one standard error of the rule's threshold, "underpowered" when an INCONCLUSIVE interval is too wide to
-resolve the floor or margin at all. Every outcome reports the smallest effect its units (seeds, bins) can
+resolve the floor or margin at all, "no data" when there was nothing to decide on. Every outcome reports the smallest effect its units (seeds, bins) can
 detect: the difference from 0 found with 80 % power by a two-sided 5 % t-test.
 
 A *check* (a theorem, an identity, an instrument's soundness) is PASS / FAIL and never counts as
@@ -46,6 +46,7 @@ CLAIM_STATUSES = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE)
 CHECK_STATUSES = (PASS, FAIL)
 AT_THE_EDGE = "at the edge"
 UNDERPOWERED = "underpowered"
+NO_DATA = "no data"  # nothing to decide on (no finite unit): INCONCLUSIVE, neither edge nor power
 POWER = 0.8  # power of the smallest detectable effect
 SOURCES = ("paper", "a priori", "after run")  # a threshold's source starts with one of these
 
@@ -164,6 +165,8 @@ class Outcome:
 
 
 def _qualifiers(status: str, interval: Interval, threshold: float, resolution: float, scale: float) -> tuple[str, ...]:
+    if interval.n == 0:
+        return (NO_DATA,)
     out = []
     if interval.n >= 2 and abs(interval.mean - threshold) <= interval.se:
         out.append(AT_THE_EDGE)

@@ -56,7 +56,8 @@ def test_floor_rule_reaches_every_outcome():
     wide = FLOOR.decide(Interval.of([-0.5, 0.6, 0.2]))
     assert wide.status == INCONCLUSIVE and UNDERPOWERED in wide.qualifiers
     assert wide.cell.startswith("INCONCLUSIVE (")
-    assert FLOOR.decide(Interval.of([])).status == INCONCLUSIVE
+    empty = FLOOR.decide(Interval.of([]))
+    assert empty.status == INCONCLUSIVE and empty.qualifiers == ("no data",)
 
 
 def test_floor_rule_direction_below():
