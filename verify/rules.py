@@ -15,8 +15,9 @@ or set after a named earlier run).
 
 Qualifiers computed from the numbers go into the verdict cell: "at the edge" when the estimate sits within
 one standard error of the rule's threshold, "underpowered" when an INCONCLUSIVE interval is too wide to
-resolve the floor or margin at all, "no data" when there was nothing to decide on. Every outcome reports the smallest effect its units (seeds, bins) can
-detect: the difference from 0 found with 80 % power by a two-sided 5 % t-test.
+resolve the floor or margin at all, "no data" when there was nothing to decide on. Every outcome reports the
+smallest effect its units (seeds, bins) can detect: the difference from 0 found with 80 % power by a two-sided
+5 % t-test.
 
 A *check* (a theorem, an identity, an instrument's soundness) is PASS / FAIL and never counts as
 reproducing the paper. ``apply_controls`` is the one place that turns a verdict into CONTROL FAILED: a
