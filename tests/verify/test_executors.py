@@ -36,9 +36,9 @@ def _execute(tmp_path: Path, mode: str) -> Path:
     root = tmp_path / mode
     script = tmp_path / "run_plan.py"
     script.write_text(SCRIPT)
-    cache = str(Path(__file__).resolve().parent.parent / ".cache" / "jax")
+    cache = str(Path(__file__).resolve().parents[2] / ".cache" / "jax")
     proc = subprocess.run([sys.executable, str(script), str(root), mode, cache], capture_output=True, text=True,
-                          timeout=900, cwd=Path(__file__).resolve().parent.parent)
+                          timeout=900, cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return root
 
@@ -166,7 +166,7 @@ def test_local_workers_end_when_the_driver_is_killed(tmp_path):
     script = tmp_path / "orphan.py"
     script.write_text(ORPHAN)
     driver = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                              cwd=Path(__file__).resolve().parent.parent)
+                              cwd=Path(__file__).resolve().parents[2])
     try:
         worker = int(driver.stdout.readline())
         os.kill(worker, 0)  # alive while the driver is
