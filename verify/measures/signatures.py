@@ -3,7 +3,7 @@
 normalised spectral shift and the largest top-k principal angle, mean over block matrices (``spectra.drift``, fp32
 master, as gate2.spectrum); principal energy over its isotropic level (``spectra.energy_ratio``, as gate2.energy); and
 the principal overlap of the changed block weights minus the magnitude-matched null's expectation
-(``null_overlap.principal_excess_vs_null``). ``pair_signatures`` gives the same numbers for hand-made (W0, W1) pairs
+(``masks.null_excess``). ``pair_signatures`` gives the same numbers for hand-made (W0, W1) pairs
 of block matrices (planted controls), with sparsity over those matrices."""
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory.precision import changed_mask_bitwise, to_bf16
-from verify.measures.masks import ALPHA, principal_and_low_magnitude
-from verify.measures.null_overlap import overlap_excess, principal_excess_vs_null
+from verify.measures.masks import ALPHA, null_excess, principal_and_low_magnitude, principal_null_excess
 from verify.measures.sparsity import bf16_sparsity
 from verify.measures.spectra import drift, energy_ratio, spectral_drift
 from verify.measures.weights import block_pairs
@@ -32,7 +31,7 @@ def run_signature(ctx, run, name: str) -> float:
         if name == "energy":
             return energy_ratio(block_pairs(ctx, run, master=True))
         if name == "overlap":
-            return principal_excess_vs_null(ctx, run)
+            return null_excess(ctx, run)["excess"]
         raise ValueError(f"Unknown signature {name!r}; known: {', '.join(SIGNATURES)}.")
 
     return ctx.memo(("signature", name, run.directory.name), compute)
@@ -53,7 +52,7 @@ def pair_signatures(pairs: dict, seed: int = 0) -> dict[str, float]:
     n_changed = sum(int(np.count_nonzero(c)) for c in changed.values())
     nss, angle = spectral_drift(pairs)
     return {"sparsity": 1.0 - n_changed / sum(c.size for c in changed.values()), "nss": nss, "angle": angle,
-            "energy": energy_ratio(pairs), "overlap": overlap_excess(w0, changed, principal, seed)}
+            "energy": energy_ratio(pairs), "overlap": principal_null_excess(w0, changed, principal, seed)["excess"]}
 
 
 def contrast(name: str, a: float, b: float) -> float:

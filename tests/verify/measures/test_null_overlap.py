@@ -1,4 +1,4 @@
-"""Magnitude-corrected principal overlap (verify/measures/null_overlap.py) and the signatures of hand-made pairs
+"""Magnitude-corrected principal overlap (verify/measures/masks.py: principal_null_excess) and the signatures of hand-made pairs
 (verify/measures/signatures.py): a changed mask drawn from the magnitude-matched null has no excess, one that skips
 half of the region's changes has a clearly negative one (the region cuts across strata); an untouched matrix is fully sparse."""
 
@@ -7,8 +7,12 @@ import pytest
 
 from theory.null import null_mask, null_rng
 from theory.precision import to_bf16
-from verify.measures.null_overlap import overlap_excess
+from verify.measures.masks import principal_null_excess
 from verify.measures.signatures import pair_signatures
+
+
+def overlap_excess(w0, changed, region):
+    return principal_null_excess(w0, changed, region)["excess"]
 
 
 @pytest.fixture(scope="module")
