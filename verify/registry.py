@@ -184,6 +184,8 @@ CLAIM_MODULES: dict[str, str] = {  # claim id -> module of verify.claims that re
     "gate3.sparsity": "gate3", "gate3.lr_sweep": "gate3", "gate3.probes": "gate3", "gate3.visibility": "gate3",
     "regime.predictor": "regime", "regime.phase": "regime_map", "regime.width": "regime_map",
     "regime.optimizer": "regime_map", "regime.magnitude": "regime",
+    "precision.fp16_export": "precision_export",
+    "regime.ladder": "ladder",
 }
 
 CLAIMS: dict[str, Claim] = {}  # the claims registered so far (their modules imported)

@@ -28,10 +28,14 @@ def phase_grid(p) -> dict[str, tuple[RunSpec, ...]]:
 
 
 def width_base(p, width: int) -> BaseConfig:
-    """The profile's base at another width: d_ff = 2 d_model, heads of 16 dimensions (at least 2), the same
-    depth, corpus and pretraining steps; the pretraining lr scaled by sqrt(32 / width) (Adam's stable step
-    shrinks with width). The profile's own base at its own width is returned unchanged."""
-    b = p.base
+    """The profile's base at another width (``widened``)."""
+    return widened(p.base, width)
+
+
+def widened(b: BaseConfig, width: int) -> BaseConfig:
+    """Base ``b`` at another width: d_ff = 2 d_model, heads of 16 dimensions (at least 2), the same depth, corpus
+    and pretraining steps; the pretraining lr scaled by sqrt(32 / width) (Adam's stable step shrinks with width).
+    ``b`` at its own width is returned unchanged."""
     if width == b.model.d_model:
         return b
     model = dataclasses.replace(b.model, d_model=width, d_ff=2 * width, n_heads=max(2, width // 16))
