@@ -66,6 +66,14 @@ def test_rung_table_and_the_cheapest_rung_at_or_below_half_an_ulp():
     assert table["one missed"]["params"].n == 3  # sizes and pass@k over every base, costs over those at the gain
     assert L.cheapest_reaching(table) == "small"  # 'wide spread' straddles 0.5, 'one missed' lost a base
     assert L.cheapest_reaching({"big": table["big"] | {"drift_ratio": Interval.of([0.6, 0.7, 0.65])}}) is None
+    assert L.published_rung(table) == "small"
+    # none at or below 0.5: the cheapest rung whose mean lies inside the lowest rung's interval
+    high = {"a": table["small"] | {"drift_ratio": Interval.of([2.0, 2.2, 2.1])},
+            "b": table["big"] | {"drift_ratio": Interval.of([1.9, 2.3, 1.7])},
+            "c": table["big"] | {"params": Interval.of([2e4] * 3), "drift_ratio": Interval.of([3.0, 3.1, 2.9])}}
+    assert L.cheapest_reaching(high) is None and L.published_rung(high) == "a"
+    high["a"] = high["a"] | {"drift_ratio": Interval.of([3.0, 3.1, 3.05])}  # now above b's upper bound 2.72
+    assert L.published_rung(high) == "b"
 
 
 def test_first_crossing_reads_the_drift_of_the_first_evaluation_past_the_gain():
