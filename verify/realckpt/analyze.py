@@ -5,7 +5,9 @@ For each tensor name present in the base and in a tuned checkpoint with the same
   ``theory.precision.changed_mask_relative``), bitwise truth (``changed_mask_bitwise``) and the absolute
   1e-5 probe of Mukherjee et al. (``changed_mask_absolute``), with their disagreement counts. Tensors
   stored in another float dtype (F32, F16, F64) are rounded to bf16 (``theory.precision.to_bf16``, nearest
-  even) before the bf16 probes and reported as rounded; the absolute probe reads the values as stored.
+  even) before the bf16 probes and reported as rounded; the absolute probe reads the values as stored. A pair
+  stored as F16 on both sides (an fp16 release) also gets its own fp16 sparsity, the stored fp16 values compared
+  (``changed_mask_fp16``; the relative probe is not sound for fp16, whose neighbours differ by less than 1e-3).
 - every matrix (2-D float tensor; this suite's (in, out) ``*.kernel`` tensors read as (out, in)):
   normalised spectral shift (C10), the largest principal angle of the top-k left and right singular
   subspaces with the gap gamma_k of W0 beside it, overlap of the changed set with the principal
@@ -410,7 +412,8 @@ def _sparsity(a0, a1, name: str, files, opts: Options) -> tuple[dict, np.ndarray
     f0, f1 = a0.reshape(-1), a1.reshape(-1)
     N = f0.size
     packed = np.zeros((N + 7) // 8, np.uint8)
-    c = dict(changed_bf16=0, changed_bitwise=0, changed_abs=0, abs_only=0, rel_only=0, rel_vs_bitwise=0)
+    c = dict(changed_bf16=0, changed_bitwise=0, changed_abs=0, abs_only=0, rel_only=0, rel_vs_bitwise=0, changed_fp16=0)
+    fp16 = f0.dtype == np.float16 and f1.dtype == np.float16
     step = max(8, opts.chunk // 8 * 8)
     for s0 in range(0, N, step):
         x0, x1 = f0[s0:s0 + step], f1[s0:s0 + step]
@@ -427,6 +430,8 @@ def _sparsity(a0, a1, name: str, files, opts: Options) -> tuple[dict, np.ndarray
         c["abs_only"] += int(np.count_nonzero(ab & ~rel))
         c["rel_only"] += int(np.count_nonzero(rel & ~ab))
         c["rel_vs_bitwise"] += int(np.count_nonzero(rel != bit))
+        if fp16:
+            c["changed_fp16"] += int(np.count_nonzero(_probe(P.changed_mask_fp16, name, files, x0, x1)))
         _pack_into(packed, s0, rel)
     return c, packed
 
@@ -480,7 +485,8 @@ def pair_tensor(b: BaseSide, base: Checkpoint, tuned: Checkpoint, opts: Options,
                dtype=i0.dtype if i0.dtype == i1.dtype else f"{i0.dtype}/{i1.dtype}",
                rounded_to_bf16="+".join(rounded), transposed=b.transposed, size=N, **counts,
                sparsity_bf16=1 - counts["changed_bf16"] / N, sparsity_bitwise=1 - counts["changed_bitwise"] / N,
-               sparsity_abs=1 - counts["changed_abs"] / N)
+               sparsity_abs=1 - counts["changed_abs"] / N,
+               sparsity_fp16=1 - counts["changed_fp16"] / N if i0.dtype == i1.dtype == "F16" else None)
     rec.update(dict.fromkeys(MATRIX_KEYS))
     if b.matrix:
         s1, U1, V1 = factors if factors is not None else tuned_factors(tuned, b.name, opts)
@@ -584,6 +590,7 @@ class PairResult:
         """The pair.json object: top-level totals, lists and the per-tensor records."""
         params = sum(r["size"] for r in self.records)
         tot = lambda key: sum(r[key] for r in self.records)
+        fp16_params = sum(r["size"] for r in self.records if r["sparsity_fp16"] is not None)
         rounded: dict[str, list[str]] = {"base": [], "tuned": []}
         for r in self.records:
             for side in filter(None, r["rounded_to_bf16"].split("+")):
@@ -593,6 +600,8 @@ class PairResult:
             "sparsity_bf16": 1 - tot("changed_bf16") / params if params else None,
             "sparsity_bitwise": 1 - tot("changed_bitwise") / params if params else None,
             "sparsity_abs": 1 - tot("changed_abs") / params if params else None,
+            "sparsity_fp16": 1 - tot("changed_fp16") / fp16_params if fp16_params else None,  # F16 pairs only
+            "fp16_params": fp16_params,
             "abs_only": tot("abs_only"), "rel_only": tot("rel_only"), "rel_vs_bitwise": tot("rel_vs_bitwise"),
             "rounded_from_f32": rounded,
             "missing": self.matching.missing, "extra": self.matching.extra,
