@@ -10,8 +10,11 @@ A ``verify.profiles.Profile`` holds one of each (``None``: derived from its own 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+
+from toy_models.pretrain import BaseConfig
 
 
 def round_lr(lr: float) -> float:
@@ -99,6 +102,17 @@ class PhaseGrid:
     seeds: int = 3
 
 
+def widened(b: BaseConfig, width: int) -> BaseConfig:
+    """Base ``b`` at another width: d_ff = 2 d_model, heads of 16 dimensions (at least 2), the same depth, corpus
+    and pretraining steps; the pretraining lr scaled by sqrt(32 / width) (Adam's stable step shrinks with width).
+    ``b`` at its own width is returned unchanged."""
+    if width == b.model.d_model:
+        return b
+    model = dataclasses.replace(b.model, d_model=width, d_ff=2 * width, n_heads=max(2, width // 16))
+    train = dataclasses.replace(b.train, lr=b.train.lr * math.sqrt(b.model.d_model / width))
+    return BaseConfig(model, b.corpus, train)
+
+
 @dataclass(frozen=True)
 class Rung:
     """One rung of the regime ladder (regime.ladder): a base of ``width`` d_model and ``depth`` layers, pretrained
@@ -113,6 +127,14 @@ class Rung:
     def name(self) -> str:
         """'w<width>-d<depth>-c<correct rate in %>', e.g. 'w64-d1-c50'."""
         return f"w{self.width}-d{self.depth}-c{round(100 * self.correct_rate)}"
+
+    def base(self, root: BaseConfig, seed: int) -> BaseConfig:
+        """This rung's base built from ``root`` and pretrained with ``seed``: ``root`` at the rung's width
+        (``widened``), with the rung's depth and corpus correct rate."""
+        b = widened(root, self.width)
+        return BaseConfig(dataclasses.replace(b.model, n_layers=self.depth),
+                          dataclasses.replace(b.corpus, correct_rate=self.correct_rate),
+                          dataclasses.replace(b.train, seed=seed))
 
 
 @dataclass(frozen=True)
@@ -129,4 +151,4 @@ class LadderGrid:
     bases: int = 3
     step_ratio: float = 0.03  # the rlvr rule's target (verify/profiles.py RLVR_TARGET_STEP_RATIO)
     max_steps: int = 3000
-    root: object = None  # the BaseConfig the rungs are built from (None: the profile's base)
+    root: BaseConfig | None = None  # the base the rungs are built from (None: the profile's base)

@@ -10,21 +10,15 @@ another base's rate.
 
 from __future__ import annotations
 
-import dataclasses
-
 from toy_models.finetune import RunSpec
 from toy_models.pretrain import BaseConfig
-from verify.experiments.sweeps import widened
 from verify.knobs import Rung
 
 
 def rung_base(p, rung: Rung, seed: int) -> BaseConfig:
-    """The base of ``rung`` pretrained with ``seed``: the ladder's root (``ladder_grid.root``, default the profile's
-    base) at the rung's width (``verify.experiments.sweeps.widened``), with the rung's depth and corpus correct rate."""
-    b = widened(p.ladder_grid.root or p.base, rung.width)
-    return BaseConfig(dataclasses.replace(b.model, n_layers=rung.depth),
-                      dataclasses.replace(b.corpus, correct_rate=rung.correct_rate),
-                      dataclasses.replace(b.train, seed=seed))
+    """The base of ``rung`` pretrained with ``seed``, built from the ladder's root (``ladder_grid.root``, default the
+    profile's base): ``Rung.base``."""
+    return rung.base(p.ladder_grid.root or p.base, seed)
 
 
 def ladder_run(p, rung: Rung, seed: int) -> RunSpec:
