@@ -152,3 +152,6 @@ class LadderGrid:
     step_ratio: float = 0.03  # the rlvr rule's target (verify/profiles.py RLVR_TARGET_STEP_RATIO)
     max_steps: int = 3000
     root: BaseConfig | None = None  # the base the rungs are built from (None: the profile's base)
+    # resume checkpoints (no effect on results): fixed here, not by the profile's step caps, so a profile built on a
+    # rung with other caps keeps the ladder's runs
+    checkpoint_every: int = 1000

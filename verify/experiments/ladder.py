@@ -23,9 +23,10 @@ def rung_base(p, rung: Rung, seed: int) -> BaseConfig:
 
 def ladder_run(p, rung: Rung, seed: int) -> RunSpec:
     """The RL run (grpo_kl, fp32 master weights) of the base of ``rung`` and ``seed``: the ladder's step ratio as
-    its rate rule, the ladder's step cap, the profile's target gain."""
+    its rate rule, the ladder's step cap and resume-checkpoint spacing, the profile's target gain and batch."""
     g = p.ladder_grid
-    return p.rl(seed, base=rung_base(p, rung, seed), lr=g.step_ratio, steps=g.max_steps, lr_rule="step_ratio")
+    spec = p.rl(seed, base=rung_base(p, rung, seed), lr=g.step_ratio, steps=g.max_steps, lr_rule="step_ratio")
+    return spec.replace(train__checkpoint_every=g.checkpoint_every)
 
 
 def ladder(p) -> dict[str, tuple[RunSpec, ...]]:
