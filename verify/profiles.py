@@ -41,6 +41,11 @@ from verify.knobs import (
 
 RLVR_TARGET_STEP_RATIO = 0.03  # the middle of the published band 0.016 to 0.033 (docs/science.md, 'Regime')
 TINY_BASE_MEDIAN_ABS_W = 0.1235  # median |w| over the weight matrices of the tiny base (docs/science.md, 'Regime' table)
+# The published profile (issue 22) is built on the regime ladder's rung chosen by the rule of docs/science.md
+# section 6 on `python -m verify regime.ladder --profile quick` (2026-12-06): no rung reached drift 0.5, the lowest
+# mean drift was w256-d1-c50's, and no cheaper rung's mean lay inside its interval.
+PUBLISHED_RUNG = Rung(256)
+PUBLISHED_BASE_MEDIAN_ABS_W = 0.0593  # median |w| over the weight matrices of that rung's seed-0 base (measured)
 
 
 def rlvr_lr(median_abs_w: float, target_step_ratio: float = RLVR_TARGET_STEP_RATIO) -> float:
@@ -217,6 +222,17 @@ PROFILES: dict[str, Profile] = {
                     control_steps=10,
                     description="the tiny base at a published-RLVR step size: RL lr by rlvr_lr (measured step ratio "
                                 "in 0.01-0.05), SFT at 10x, both to +10 points"),
+    # the regime ladder's rung closest to the published drift (its seed-0 base), RL by rlvr_lr on that base, SFT at
+    # 10x; batch, evaluation and target gain as quick's, so its ladder (rooted at the tiny base) is quick's
+    "published": Profile("published", PUBLISHED_RUNG.base(base_config("tiny"), 0), seeds=(0, 1, 2),
+                         rl_lr=rlvr_lr(PUBLISHED_BASE_MEDIAN_ABS_W), sft_lr=round_lr(10 * rlvr_lr(PUBLISHED_BASE_MEDIAN_ABS_W)),
+                         max_steps=1000, sft_max_steps=4000, target_gain=0.10, eval_every=10, eval_problems=64,
+                         probe_size=32, pool_per_task=512, prompts_per_step=16, num_generations=8,
+                         lr_sweep=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2), sweep_steps=60, control_lr=0.05, control_steps=10,
+                         ladder_grid=LadderGrid(root=base_config("tiny")),
+                         description=f"the regime ladder's rung {PUBLISHED_RUNG.name} (the closest to the published drift "
+                                     "on 2 cores), 3 seeds, RL lr by rlvr_lr on its base, SFT at 10x, both to +10 points; "
+                                     "regime.ladder across 3 bases a rung"),
 }
 
 
