@@ -6,6 +6,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
+from verify.rules import Interval
+
 PANELS = {  # record key: (axis label, published value or band, log axis)
     "drift_ratio": ("drift ratio at the target gain (half-ULPs)", 0.4, True),
     "relative_update_norm": ("||dW|| / ||W|| (median over matrices)", 1e-3, True),
@@ -16,7 +18,7 @@ PANELS = {  # record key: (axis label, published value or band, log axis)
 
 def ladder_plot(rungs: dict, fits: dict, extent: tuple[float, float], published_size: float, threshold: float):
     """One panel per PANELS key: every base (points, one colour per rung), rung means with their 95 % interval across
-    bases (bars), the fitted trend at the ladder's mean headroom from the smallest rung to ``extent[1]`` parameters
+    bases (bars, t intervals like the report's table), the fitted trend at the ladder's mean headroom from the smallest rung to ``extent[1]`` parameters
     with its 95 % band (``fits[key]``: a LadderFit or None; for sparsity, the fit of the changed share 1 - sparsity), the published value
     or band at ``published_size``, and on the drift panel the rule's ``threshold``. ``rungs``: {name: list of base
     records}."""
@@ -27,11 +29,12 @@ def ladder_plot(rungs: dict, fits: dict, extent: tuple[float, float], published_
             x = [r["params"] for r in recs]
             y = [r[key] for r in recs]
             ax.scatter(x, y, s=10, color=f"C{i % 10}", alpha=0.6, label=name)
-            done = [v for v, r in zip(y, recs) if r["reached"] and np.isfinite(v)]
-            if len(done) >= 2:
-                m, s = float(np.mean(done)), float(np.std(done, ddof=1) / np.sqrt(len(done)))
-                ax.errorbar([x[0]], [m], yerr=[[min(2 * s, m * 0.999 if log_y else 2 * s)], [2 * s]], fmt="_",
-                            color=f"C{i % 10}", capsize=3)
+            iv = Interval.of([v for v, r in zip(y, recs) if r["reached"]])
+            if iv.n >= 2:
+                lo, hi = iv.bounds()
+                lo = max(lo, iv.mean * 1e-3) if log_y else lo  # a log axis cannot show a bound at or below 0
+                ax.errorbar([x[0]], [iv.mean], yerr=[[iv.mean - lo], [hi - iv.mean]], fmt="_", color=f"C{i % 10}",
+                            capsize=3)
         fit = fits.get(key)
         if fit is not None:
             pred = [fit.predict(n) for n in grid]
