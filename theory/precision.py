@@ -284,8 +284,13 @@ def changed_mask_fp16(w0, w1) -> np.ndarray:
 
 
 def _stored(name: str, w) -> np.ndarray:
-    """Finite, non-empty bf16 stored weights (inputs that are not bf16 are rounded)."""
+    """Finite, non-empty bf16 stored weights (inputs that are not bf16 are rounded). fp16 inputs are refused: an
+    fp16 export rounded to bf16 silently loses its last 3 bits (compare fp16 values with ``changed_mask_fp16``, or
+    call ``to_bf16`` first to ask what a bf16 export would show)."""
     a = np.asarray(w)
+    if a.dtype == np.float16:
+        raise ValueError(f"Argument `{name}` holds fp16 values; a bf16 function would round them to bf16 and lose "
+                         "changes: compare an fp16 export with changed_mask_fp16, or round it with to_bf16 first.")
     require_nonempty(name, a)
     require_finite(name, a)
     b = to_bf16(a)
@@ -487,8 +492,12 @@ def checkpoint_sparsity(
     """Per-tensor and overall update sparsity between two checkpoints (dicts name -> array).
 
     ``probe``: "relative" (paper, eta), "absolute" (Mukherjee et al., tol), "bitwise", or a callable
-    (w0, w1) -> changed mask. Returns {"per_tensor": {name: sparsity}, "changed": {name: int},
-    "size": {name: int}, "overall": float}; overall counts every parameter once (size-weighted).
+    (w0, w1) -> changed mask. A tensor held as fp16 on either side (an fp16 export) is read with
+    ``changed_mask_fp16`` (its stored values compared) under "relative" and "bitwise": the bf16 probes would
+    round it to bf16, and eta = 1e-3 lies above the relative spacing of neighbouring fp16 values (2^-11 to
+    2^-10), so the relative probe is not sound for fp16. Returns {"per_tensor": {name: sparsity},
+    "changed": {name: int}, "size": {name: int}, "overall": float}; overall counts every parameter once
+    (size-weighted).
     """
     if not params0:
         raise ValueError("Argument `params0` holds no tensors.")
@@ -506,8 +515,9 @@ def checkpoint_sparsity(
     for name in sorted(params0):
         a, b = np.asarray(params0[name]), np.asarray(params1[name])
         require_same_shape(f"params0[{name!r}]", a, f"params1[{name!r}]", b)
+        fp16 = np.float16 in (a.dtype, b.dtype) and probe in ("relative", "bitwise")
         try:
-            m = fn(a, b)
+            m = changed_mask_fp16(a, b) if fp16 else fn(a, b)
         except ValueError as exc:
             raise ValueError(f"Tensor `{name}`: {exc}") from None
         changed[name] = int(np.count_nonzero(m))

@@ -19,7 +19,8 @@ def _print_base(base) -> None:
     print("held-out pass rate at temperature 1 (target band 10 % to 60 %):")
     for task, rate in base.pass_rates.items():
         flag = "in band" if 0.10 <= rate <= 0.60 else "OUT OF BAND"
-        print(f"  {task:6s} {100 * rate:5.1f} %  {flag}")
+        at = base.pass_at[task]
+        print(f"  {task:6s} {100 * rate:5.1f} %  {flag}   pass@1 {100 * at[1]:5.1f} %, pass@8 {100 * at[8]:5.1f} %")
     print(f"all tasks in band: {in_band(base.pass_rates)}")
 
 

@@ -37,7 +37,7 @@ from toy_models.config import ConfigError, apply_overrides, check
 from toy_models.interventions import EditConfig, apply_edit, check_edit_fits
 from toy_models.masks import MaskConfig, build_masks, check_mask_fits, masks_tree
 from toy_models.metrics import exact_kl_token_mean
-from toy_models.optim import OptimSpec, hyperparameters, init_opt_state
+from toy_models.optim import OptimSpec, hyperparameters, init_opt_state, lr_for_step_ratio, median_abs_weight
 from toy_models.pool import build_pool, build_probe
 from toy_models.preference import PREFERENCE_METHODS, PreferenceConfig, build_pairs, check_preference_fits
 from toy_models.pretrain import PRESETS as BASE_PRESETS, Base, BaseConfig, pretrain
@@ -76,6 +76,10 @@ class FinetuneConfig:
 
     method: Literal["rl", "sft", "sft_onpolicy", "dpo", "simpo"] = "rl"
     lr: float = RL_LR
+    # "fixed": lr is the learning rate; "step_ratio": lr is the target Adam step in half-ULPs of the median |w| of
+    # the released base's weight matrices, and the run's rate is toy_models.optim.lr_for_step_ratio of it (recorded
+    # in summary.json as regime.lr): one spec gives every base its own rate
+    lr_rule: Literal["fixed", "step_ratio"] = "fixed"
     optimizer: Literal["adamw", "sgd"] = "adamw"
     b1: float = 0.9
     b2: float = 0.999
@@ -90,7 +94,7 @@ class FinetuneConfig:
     pool_per_task: int = 2048
     tasks: tuple[str, ...] = ()  # tasks to train and evaluate on (empty: all of the base's tasks)
     # storage: fp32 master weights with a bf16 export, as published trainers store them (the one default; see storage.py)
-    precision: Literal["fp32", "bf16", "fp32_master"] = "fp32_master"
+    precision: Literal["fp32", "bf16", "fp32_master", "fp16_master"] = "fp32_master"
     snapshot_steps: tuple[int, ...] = ()
     checkpoint_every: int = 50
     devices: int = 1
@@ -101,6 +105,7 @@ class FinetuneConfig:
     def __post_init__(self):
         check(self.method in METHODS, "train.method", f"must be one of {list(METHODS)}, got {self.method!r}")
         check(0 < self.lr <= 1, "train.lr", f"must lie in (0, 1], got {self.lr}")
+        check(self.lr_rule in ("fixed", "step_ratio"), "train.lr_rule", f"must be 'fixed' or 'step_ratio', got {self.lr_rule!r}")
         check(self.optimizer in ("adamw", "sgd"), "train.optimizer", f"must be 'adamw' or 'sgd', got {self.optimizer!r}")
         check(0 <= self.b1 < 1, "train.b1", f"must lie in [0, 1), got {self.b1}")
         check(0 <= self.b2 < 1, "train.b2", f"must lie in [0, 1), got {self.b2}")
@@ -137,7 +142,9 @@ class FinetuneConfig:
         return OptimSpec(self.optimizer, self.b1, self.b2, self.eps, self.weight_decay)
 
     def hyper(self) -> dict:
-        """The traced optimizer numbers of this run (the learning rate)."""
+        """The traced optimizer numbers of a run with a fixed rate (the learning rate); ``RunSetup.hyper`` for any."""
+        if self.lr_rule != "fixed":
+            raise ConfigError("Field `train.lr_rule` is 'step_ratio': the learning rate comes from the base (RunSetup.lr).")
         return hyperparameters(self.lr)
 
 
@@ -239,8 +246,8 @@ class RunResult:
 
     def snapshot(self, step: int | str = "final", master: bool = False) -> dict[str, np.ndarray]:
         """Parameters at a snapshot step ('base' and 'final' included) in the released form of the mode
-        (bf16 export for fp32_master); ``master=True`` gives what the file holds: the fp32 master weights
-        of fp32_master and fp32 runs, the bf16 weights of bf16 runs."""
+        (bf16 export for fp32_master, fp16 export for fp16_master); ``master=True`` gives what the file holds: the
+        fp32 master weights of fp32_master, fp16_master and fp32 runs, the bf16 weights of bf16 runs."""
         flat, _ = load_checkpoint(self.directory / "snapshots" / str(step))
         return flat if master else stored_view(flat, self.spec.train.precision)
 
@@ -308,7 +315,8 @@ def segment_ends(t: FinetuneConfig) -> list[int]:
 class RunSetup:
     """The device-resident pieces of a fine-tuning run, built from its spec and base: the compiled step's statics
     (``statics``), the data every step reads (``data``: pool, probe, reference parameters, mask, adapter
-    frames), the starting state (``state0``), the held-out set and the run's random keys. Benchmarks and tests
+    frames), the starting state (``state0``), the learning rate (``lr``, the rule's when ``train.lr_rule`` is
+    step_ratio) and its traced form (``hyper``), the held-out set and the run's random keys. Benchmarks and tests
     drive ``toy_models.segment`` with it; ``finetune`` is the loop around it."""
 
     def __init__(self, spec: RunSpec, base: Base):
@@ -344,6 +352,8 @@ class RunSetup:
             frames = principal_frames(frozen, adapter)
         self.data = StepData(pool, probe, self.ref_params, mask, frozen, frames, pairs)
         self.state0 = init_state(trainable, init_opt_state(t.optim(), trainable), self.ref_params)
+        self.lr = t.lr if t.lr_rule == "fixed" else lr_for_step_ratio(median_abs_weight(flat_params(self.ref_params)), t.lr)
+        self.hyper = hyperparameters(self.lr)
         self.tasks = tasks
         self.eval_key = jax.random.key(t.seed + 11)
         self.run_key = jax.random.key(t.seed)
@@ -370,12 +380,21 @@ def _probe_kl_to_base(st: StepStatics, params, probe):
     return exact_kl_token_mean(probe_logp(st, params, probe), probe.base_logp_NCV, probe.mask_NC)
 
 
-def _regime(setup: RunSetup, state: TrainState, params, spec: RunSpec, steps: int) -> dict:
+def _regime(setup: RunSetup, state: TrainState, params, steps: int) -> dict:
     from theory.precision import regime_numbers
 
     fl = lambda tree: {k: np.asarray(v) for k, v in flat_params(tree).items()}  # noqa: E731
     return regime_numbers(fl(setup.ref_params), fl(params), fl(state.change_sum), fl(state.abs_change_sum),
-                          fl(state.grad_seen), spec.train.lr, max(steps, 1))
+                          fl(state.grad_seen), setup.lr, max(steps, 1))
+
+
+def _drift_ratio(setup: RunSetup, state: TrainState, params) -> float:
+    """The run's drift ratio so far (``theory.precision.drift_ratio``: median |w - w0| / half-ULP(w0) over the
+    weights that received a gradient), logged at every evaluation so the drift a smaller gain needed can be read."""
+    from theory.precision import drift_ratio
+
+    cat = lambda tree: np.concatenate([np.ravel(np.asarray(v)) for v in flat_params(tree).values()])  # noqa: E731
+    return drift_ratio(cat(setup.ref_params), cat(params), moved=cat(state.grad_seen))
 
 
 def load_run(spec: RunSpec, directory: Path) -> RunResult:
@@ -426,7 +445,7 @@ def _train(spec: RunSpec, base: Base | None, writer, force: bool, stop_after: in
     length = max(b - a for a, b in zip([0] + ends, ends))
     try:
         for end in (e for e in ends if e > step):
-            state, metrics, finite = train_segment(setup.statics, state, setup.data, t.hyper(), setup.run_key,
+            state, metrics, finite = train_segment(setup.statics, state, setup.data, setup.hyper, setup.run_key,
                                                    setup.data_key, jnp.int32(step), jnp.int32(end - step), length)
             metrics, finite = jax.device_get((metrics, finite))  # one transfer per segment
             finite = finite[: end - step]
@@ -447,7 +466,8 @@ def _train(spec: RunSpec, base: Base | None, writer, force: bool, stop_after: in
             if step % t.eval_every == 0 or step == t.max_steps:
                 acc = setup.evaluate(params)
                 last_eval = float(np.mean(list(acc.values())))
-                last.update({f"heldout/{k}": v for k, v in acc.items()}, **{"heldout/mean": last_eval, "heldout/gain": last_eval - base_mean})
+                last.update({f"heldout/{k}": v for k, v in acc.items()}, **{"heldout/mean": last_eval, "heldout/gain": last_eval - base_mean,
+                                                                         "regime/drift_ratio": _drift_ratio(setup, state, params)})
             for r in records:
                 log.write(r)
             if step in t.snapshot_steps:
@@ -472,7 +492,7 @@ def _train(spec: RunSpec, base: Base | None, writer, force: bool, stop_after: in
         "stopped_at": step, "reason": reason, "base_acc": base_acc, "final_acc": final_acc,
         "base_mean": base_mean, "final_mean": final_mean, "gain": final_mean - base_mean,
         "kl_to_base_final": setup.kl_to_base(params),
-        "regime": _regime(setup, state, params, spec, step),
+        "regime": _regime(setup, state, params, step),
         "seconds": round(time.time() - t0, 2),
         **({"pairs": setup.pair_report} if setup.pair_report else {}),
         **({"diverged_at": step + 1} if reason == "diverged" else {}),

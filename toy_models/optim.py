@@ -13,14 +13,20 @@ fp32 change it intended (before bf16 storage rounding), from which the regime nu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
+from theory.precision import half_ulp_bf16
 from toy_models.storage import after_update
+from toy_models.transformer import weight_matrices
+
+ADAM_NOISE_STEP = math.sqrt((1 - 0.9) / (1 + 0.9))  # RMS of Adam's m/sqrt(v) for zero-mean i.i.d. gradients (b1 0.9)
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,23 @@ class OptimSpec:
         if self.name == "sgd":
             return decay
         return optax.chain(optax.scale_by_adam(b1=self.b1, b2=self.b2, eps=self.eps), decay)
+
+
+def median_abs_weight(flat: dict) -> float:
+    """Median |w| over every entry of the weight matrices (``toy_models.transformer.weight_matrices``: attention,
+    MLP and embedding tables; no norm scales or biases) of a flat parameter dict."""
+    return float(np.median(np.abs(np.concatenate([np.ravel(w) for w in weight_matrices(flat).values()]))))
+
+
+def lr_for_step_ratio(median_abs_w: float, step_ratio: float) -> float:
+    """The learning rate whose Adam step is ``step_ratio`` half-ULPs of a weight of magnitude ``median_abs_w``
+    (the rule of the ``rlvr`` profile, written before its runs: verify/profiles.py ``rlvr_lr``).
+
+    Adam moves a coordinate by lr |m/sqrt(v)| per step; for RL gradients, mostly noise from one step to the next,
+    |m/sqrt(v)| is about its zero-mean i.i.d. value sqrt((1 - b1) / (1 + b1)) = 0.229 (b1 = 0.9). So the per-step
+    change in half-ULPs of bf16 is lr * 0.229 / half_ulp(median |w|); solved for ``step_ratio`` and rounded to two
+    significant digits."""
+    return float(f"{step_ratio * float(half_ulp_bf16(median_abs_w)) / ADAM_NOISE_STEP:.2g}")
 
 
 def hyperparameters(lr: float) -> dict:

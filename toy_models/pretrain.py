@@ -9,7 +9,8 @@ the tasks needs (the principal directions the paper's Gate II is about).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import jax
@@ -19,7 +20,7 @@ import optax
 
 from toy_models.checkpoint import load_checkpoint, save_checkpoint
 from toy_models.config import ConfigError, check, to_dict
-from toy_models.evaluate import heldout_problems, pass_rates
+from toy_models.evaluate import heldout_problems, pass_at_k, pass_rates
 from toy_models.lm import ce_steps, completion_loss_mask
 from toy_models.progress import Progress
 from toy_models.run_store import finished, writing
@@ -114,6 +115,21 @@ PRESETS: dict[str, BaseConfig] = {
 }
 
 
+def _ladder_rung(width: int, depth: int = 1) -> BaseConfig:
+    """The tiny base widened to ``width`` and deepened to ``depth`` layers, as the regime ladder builds its rungs
+    (verify/experiments/sweeps.py ``width_base``): d_ff = 2 d_model, heads of 16 dimensions, the tiny corpus and
+    pretraining length, the pretraining lr scaled by sqrt(32 / width)."""
+    t = PRESETS["tiny"]
+    return BaseConfig(ModelConfig(d_model=width, n_layers=depth, n_heads=max(2, width // 16), d_ff=2 * width,
+                                  max_len=t.model.max_len),
+                      t.corpus, replace(t.train, lr=t.train.lr * math.sqrt(t.model.d_model / width)))
+
+
+# GPU rungs of the regime ladder (too slow for 2 CPU cores; benchmarks/bench_ladder_gpu.py runs them on one GPU)
+PRESETS.update({"ladder-w1024": _ladder_rung(1024), "ladder-w2048": _ladder_rung(2048),
+                "ladder-w1024-d4": _ladder_rung(1024, 4)})
+
+
 def preset(name: str) -> BaseConfig:
     """The base-model preset called ``name``."""
     if name not in PRESETS:
@@ -137,7 +153,8 @@ def build_corpus(cfg: CorpusConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class Base:
-    """A pretrained base model, ready to fine-tune."""
+    """A pretrained base model, ready to fine-tune: ``pass_rates`` (one sample per held-out problem at temperature 1)
+    and ``pass_at`` ({task: {k: pass@k}} from ``toy_models.evaluate.PASS_SAMPLES`` samples per problem)."""
 
     cfg: BaseConfig
     graphdef: object
@@ -145,6 +162,11 @@ class Base:
     directory: Path
     pass_rates: dict[str, float]
     init_flat: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    pass_at: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def mean_pass_at(self, k: int) -> float:
+        """pass@k averaged over the base's tasks."""
+        return float(np.mean([v[k] for v in self.pass_at.values()]))
 
     @property
     def prompt_len(self) -> int:
@@ -194,7 +216,8 @@ def pretrain(cfg: BaseConfig, *, force: bool = False) -> Base:
 
     def load() -> Base:
         flat, meta = load_checkpoint(directory / "checkpoint", shapes)
-        return Base(cfg, graphdef, unflatten_params(init, flat), directory, meta["pass_rates"], init_flat)
+        return Base(cfg, graphdef, unflatten_params(init, flat), directory, meta["pass_rates"], init_flat,
+                    {t: {int(k): v for k, v in by_k.items()} for t, by_k in meta["pass_at"].items()})
 
     if not force and finished(directory):
         return load()
@@ -202,9 +225,9 @@ def pretrain(cfg: BaseConfig, *, force: bool = False) -> Base:
         if writer is None:
             return load()
         writer.clear()  # pretraining has no resume state: a killed attempt starts again
-        params, rates = _pretrain_into(writer.partial, cfg, graphdef, init, init_flat)
+        params, rates, at_k = _pretrain_into(writer.partial, cfg, graphdef, init, init_flat)
         writer.publish()
-    return Base(cfg, graphdef, params, directory, rates, init_flat)
+    return Base(cfg, graphdef, params, directory, rates, init_flat, at_k)
 
 
 def _pretrain_into(part: Path, cfg: BaseConfig, graphdef, init, init_flat):
@@ -237,11 +260,14 @@ def _pretrain_into(part: Path, cfg: BaseConfig, graphdef, init, init_flat):
         progress.close()
     problems = heldout_problems(cfg.corpus.tasks, cfg.train.eval_problems, cfg.corpus.size, cfg.train.seed)
     rates = pass_rates(graphdef, params, cfg.model, problems, p_len, c_len, jax.random.key(cfg.train.seed + 1))
+    at_k = pass_at_k(graphdef, params, cfg.model, problems, p_len, c_len, jax.random.key(cfg.train.seed + 2))
     flat = flat_params(params)
     summary = spectrum_summary(flat, init_flat)
-    log.write({"step": cfg.train.steps, **{f"pass_rate/{t}": r for t, r in rates.items()}})
-    save_checkpoint(part / "checkpoint", flat, {"config": to_dict(cfg), "pass_rates": rates, "spectrum": summary})
-    return params, rates
+    log.write({"step": cfg.train.steps, **{f"pass_rate/{t}": r for t, r in rates.items()},
+               **{f"pass_at_{k}/{t}": v for t, by_k in at_k.items() for k, v in by_k.items()}})
+    save_checkpoint(part / "checkpoint", flat, {"config": to_dict(cfg), "pass_rates": rates, "spectrum": summary,
+                                                "pass_at": {t: {str(k): v for k, v in by_k.items()} for t, by_k in at_k.items()}})
+    return params, rates, at_k
 
 
 def in_band(rates: dict[str, float], low: float = 0.10, high: float = 0.60) -> bool:

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from toy_models.metrics import (
+    bf16_visible_share,
     completion_logp,
     exact_kl_seq_mean,
     exact_kl_token_mean,
@@ -132,7 +133,7 @@ def probe_metrics(lp_old_NCV, lp_new_NCV, probe: Probe):
 
 def change_metrics(st: StepStatics, params_old, params_new, lp_old_BCV, grads, tokens_BL, mask_BC):
     """What one step changed: exact sequence KL of the step on its batch, its Fisher form 1/2 D^T F D,
-    global gradient and update norms, and per-matrix update (and, for full fine-tuning, gradient) norms."""
+    global gradient and update norms, the share of parameters whose bf16 value changed, and per-matrix update (and, for full fine-tuning, gradient) norms."""
     delta = jax.tree.map(lambda a, b: a - b, params_new, params_old)
     lp_new = completion_logp(st.graphdef, params_new, tokens_BL, st.prompt_len)
     out = {
@@ -140,6 +141,7 @@ def change_metrics(st: StepStatics, params_old, params_new, lp_old_BCV, grads, t
         "kl/fisher_quad_seq": fisher_quad_seq_mean(st.graphdef, params_old, delta, tokens_BL, mask_BC, st.prompt_len),
         "norm/grad": global_norm(grads),
         "norm/update": global_norm(delta),
+        "precision/bf16_visible_share": bf16_visible_share(params_old, params_new),
         **matrix_norms(delta, "update_norm"),
     }
     if st.adapter is None:

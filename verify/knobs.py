@@ -10,8 +10,11 @@ A ``verify.profiles.Profile`` holds one of each (``None``: derived from its own 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
+
+from toy_models.pretrain import BaseConfig
 
 
 def round_lr(lr: float) -> float:
@@ -97,3 +100,58 @@ class PhaseGrid:
     lrs: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
     steps: int = 100
     seeds: int = 3
+
+
+def widened(b: BaseConfig, width: int) -> BaseConfig:
+    """Base ``b`` at another width: d_ff = 2 d_model, heads of 16 dimensions (at least 2), the same depth, corpus
+    and pretraining steps; the pretraining lr scaled by sqrt(32 / width) (Adam's stable step shrinks with width).
+    ``b`` at its own width is returned unchanged."""
+    if width == b.model.d_model:
+        return b
+    model = dataclasses.replace(b.model, d_model=width, d_ff=2 * width, n_heads=max(2, width // 16))
+    train = dataclasses.replace(b.train, lr=b.train.lr * math.sqrt(b.model.d_model / width))
+    return BaseConfig(model, b.corpus, train)
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One rung of the regime ladder (regime.ladder): a base of ``width`` d_model and ``depth`` layers, pretrained
+    like the profile's base on its corpus with each answer right with probability ``correct_rate`` (the headroom
+    axis: a lower rate leaves a lower pass@1 while pass@8 stays high)."""
+
+    width: int
+    depth: int = 1
+    correct_rate: float = 0.5
+
+    @property
+    def name(self) -> str:
+        """'w<width>-d<depth>-c<correct rate in %>', e.g. 'w64-d1-c50'."""
+        return f"w{self.width}-d{self.depth}-c{round(100 * self.correct_rate)}"
+
+    def base(self, root: BaseConfig, seed: int) -> BaseConfig:
+        """This rung's base built from ``root`` and pretrained with ``seed``: ``root`` at the rung's width
+        (``widened``), with the rung's depth and corpus correct rate."""
+        b = widened(root, self.width)
+        return BaseConfig(dataclasses.replace(b.model, n_layers=self.depth),
+                          dataclasses.replace(b.corpus, correct_rate=self.correct_rate),
+                          dataclasses.replace(b.train, seed=seed))
+
+
+@dataclass(frozen=True)
+class LadderGrid:
+    """regime.ladder: the rungs, the independent bases per rung (pretraining seeds = the profile's first ``bases``
+    seeds, one RL run each with the same seed), the per-step ratio from which each base's RL rate is derived
+    (``train.lr_rule=step_ratio``: the rlvr rule on that base's own median |w|), the RL step cap, and the base
+    the rungs are built from (a profile built on one rung keeps the ladder of the profile it came from).
+    Default rungs: width 32 to 512 (1 layer, corpus correct rate 0.5), depth 2 and 4 at width 64, and the lower
+    headroom of correct rate 0.25 at widths 32 and 128."""
+
+    rungs: tuple[Rung, ...] = (Rung(32), Rung(64), Rung(128), Rung(256), Rung(512), Rung(64, depth=2),
+                               Rung(64, depth=4), Rung(32, correct_rate=0.25), Rung(128, correct_rate=0.25))
+    bases: int = 3
+    step_ratio: float = 0.03  # the rlvr rule's target (verify/profiles.py RLVR_TARGET_STEP_RATIO)
+    max_steps: int = 3000
+    root: BaseConfig | None = None  # the base the rungs are built from (None: the profile's base)
+    # resume checkpoints (no effect on results): fixed here, not by the profile's step caps, so a profile built on a
+    # rung with other caps keeps the ladder's runs
+    checkpoint_every: int = 1000

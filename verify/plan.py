@@ -31,7 +31,8 @@ def spec_kind(spec: RunSpec) -> str:
 def describe(spec: RunSpec) -> str:
     """One short line naming what distinguishes a run."""
     t = spec.train
-    parts = [t.method, f"seed {t.seed}", f"lr {t.lr:g}", f"steps <= {t.max_steps}", t.precision]
+    rate = f"lr {t.lr:g}" if t.lr_rule == "fixed" else f"lr for step ratio {t.lr:g} on the base's median |w|"
+    parts = [t.method, f"seed {t.seed}", rate, f"steps <= {t.max_steps}", t.precision]
     if t.target_gain is not None:
         parts.append(f"to +{t.target_gain:g}")
     if t.optimizer != "adamw":
@@ -55,6 +56,8 @@ def describe(spec: RunSpec) -> str:
         parts.append("random-init base")
     if spec.base.model.d_model != 32 and spec.base.model.d_model != 64:
         parts.append(f"d_model {spec.base.model.d_model}")
+    if spec.base.train.seed != 0:
+        parts.append(f"base seed {spec.base.train.seed}")
     return ", ".join(parts)
 
 

@@ -19,12 +19,11 @@ the knob.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
-from theory.precision import half_ulp_bf16
 from toy_models.config import ConfigError
 from toy_models.finetune import FINETUNE_PRESETS, RL_LR, SFT_LR, RunSpec
+from toy_models.optim import ADAM_NOISE_STEP, lr_for_step_ratio  # noqa: F401  (ADAM_NOISE_STEP: the sweeps' SGD rule)
 from toy_models.pretrain import PRESETS as BASE_PRESETS, BaseConfig
 from verify.knobs import (
     ADAPTER_KINDS,
@@ -33,14 +32,20 @@ from verify.knobs import (
     ISSUE_RANK_FRACTIONS,
     AdapterGrid,
     CaseSizes,
+    LadderGrid,
     PhaseGrid,
+    Rung,
     round_lr,
 )
 
 
 RLVR_TARGET_STEP_RATIO = 0.03  # the middle of the published band 0.016 to 0.033 (docs/science.md, 'Regime')
-ADAM_NOISE_STEP = math.sqrt((1 - 0.9) / (1 + 0.9))  # RMS of Adam's m/sqrt(v) for zero-mean i.i.d. gradients
 TINY_BASE_MEDIAN_ABS_W = 0.1235  # median |w| over the weight matrices of the tiny base (docs/science.md, 'Regime' table)
+# The published profile (issue 22) is built on the regime ladder's rung chosen by the rule of docs/science.md
+# section 6 on `python -m verify regime.ladder --profile quick` (2026-12-06): no rung reached drift 0.5, the lowest
+# mean drift was w256-d1-c50's, and no cheaper rung's mean lay inside its interval.
+PUBLISHED_RUNG = Rung(256)
+PUBLISHED_BASE_MEDIAN_ABS_W = 0.0593  # median |w| over the weight matrices of that rung's seed-0 base (measured)
 
 
 def rlvr_lr(median_abs_w: float, target_step_ratio: float = RLVR_TARGET_STEP_RATIO) -> float:
@@ -50,8 +55,9 @@ def rlvr_lr(median_abs_w: float, target_step_ratio: float = RLVR_TARGET_STEP_RAT
     per step; for RL gradients, which are mostly noise from one step to the next, |m/sqrt(v)| is about its
     zero-mean i.i.d. value sqrt((1 - b1) / (1 + b1)) = 0.229 (b1 = 0.9). So the per-step change in units of
     half a bf16 ULP of the median weight is lr * 0.229 / half_ulp(median |w|); solve for the target and
-    round to two significant digits. The measured step ratio of every run is reported beside its verdicts."""
-    return round_lr(target_step_ratio * float(half_ulp_bf16(median_abs_w)) / ADAM_NOISE_STEP)
+    round to two significant digits (``toy_models.optim.lr_for_step_ratio``, which the trainer applies itself to
+    runs with ``train.lr_rule=step_ratio``). The measured step ratio of every run is reported beside its verdicts."""
+    return lr_for_step_ratio(median_abs_w, target_step_ratio)
 
 
 def base_config(preset: str, *, corpus: dict | None = None, train: dict | None = None, model: dict | None = None) -> BaseConfig:
@@ -89,6 +95,7 @@ class Profile:
     adapter_grid: AdapterGrid | None = None  # adapters.grid and adapters.approximation; None: AdapterGrid.derived
     phase_grid: PhaseGrid = PhaseGrid()  # regime.phase
     widths: tuple[int, ...] = (32, 64, 128, 256)  # regime.width: d_model of the bases
+    ladder_grid: LadderGrid = LadderGrid()  # regime.ladder: rungs, bases per rung, step ratio, step cap
     # geometry.intervention's SGD rate rule: (sqrt(n_grad), |g_1|), the medians over the profile's main RL runs of
     # norm/update / lr and of norm/grad at step 1; None: derived (verify.experiments.cases.sgd_lr)
     sgd_first_step: tuple[float, float] | None = None
@@ -181,6 +188,7 @@ PROFILES: dict[str, Profile] = {
                                              sft_rank_fractions=(1 / 32,), sft_kinds=("lora", "pissa"),
                                              sft_lrs=(1e-3, 1e-2), sft_full_lrs=(3e-3,), sft_steps=6),
                     phase_grid=PhaseGrid(lrs=(1e-5, 1e-3, 1e-1), steps=6, seeds=2), widths=(16, 32),
+                    ladder_grid=LadderGrid(rungs=(Rung(16), Rung(64), Rung(16, correct_rate=0.25)), bases=2, max_steps=12),
                     sgd_first_step=(101.1, 1.48)),
     "quick": Profile("quick", base_config("tiny"), seeds=(0, 1, 2, 3, 4), rl_lr=RL_LR, sft_lr=SFT_LR, max_steps=400,
                      sft_max_steps=1000, target_gain=0.10, eval_every=10, eval_problems=64, probe_size=32,
@@ -214,6 +222,17 @@ PROFILES: dict[str, Profile] = {
                     control_steps=10,
                     description="the tiny base at a published-RLVR step size: RL lr by rlvr_lr (measured step ratio "
                                 "in 0.01-0.05), SFT at 10x, both to +10 points"),
+    # the regime ladder's rung closest to the published drift (its seed-0 base), RL by rlvr_lr on that base, SFT at
+    # 10x; batch, evaluation and target gain as quick's, so its ladder (rooted at the tiny base) is quick's
+    "published": Profile("published", PUBLISHED_RUNG.base(base_config("tiny"), 0), seeds=(0, 1, 2),
+                         rl_lr=rlvr_lr(PUBLISHED_BASE_MEDIAN_ABS_W), sft_lr=round_lr(10 * rlvr_lr(PUBLISHED_BASE_MEDIAN_ABS_W)),
+                         max_steps=1000, sft_max_steps=4000, target_gain=0.10, eval_every=10, eval_problems=64,
+                         probe_size=32, pool_per_task=512, prompts_per_step=16, num_generations=8,
+                         lr_sweep=(1e-6, 1e-5, 1e-4, 1e-3, 1e-2), sweep_steps=60, control_lr=0.05, control_steps=10,
+                         ladder_grid=LadderGrid(root=base_config("tiny")),
+                         description=f"the regime ladder's rung {PUBLISHED_RUNG.name} (the closest to the published drift "
+                                     "on 2 cores), 3 seeds, RL lr by rlvr_lr on its base, SFT at 10x, both to +10 points; "
+                                     "regime.ladder across 3 bases a rung"),
 }
 
 

@@ -19,7 +19,7 @@ def run_record(run, role: str | None = None) -> dict:
     """What the report keeps of one run: identity, role, where it stopped, gain, KL to the base, regime numbers."""
     t, s = run.spec.train, run.summary
     r = s.get("regime", {})
-    return {"run": run.directory.name, "role": role or t.method, "method": t.method, "seed": t.seed, "lr": t.lr,
+    return {"run": run.directory.name, "role": role or t.method, "method": t.method, "seed": t.seed, "lr": r.get("lr", t.lr),
             "precision": t.precision, "optimizer": t.optimizer, "steps": s.get("stopped_at"), "reason": s.get("reason"),
             "target_gain": t.target_gain, "gain": s.get("gain"), "kl_to_base": s.get("kl_to_base_final"),
             **{k: r.get(k) for k in REGIME_KEYS}}

@@ -186,6 +186,8 @@ CLAIM_MODULES: dict[str, str] = {  # claim id -> module of verify.claims that re
     "regime.optimizer": "regime_map", "regime.magnitude": "regime",
     "preference.signatures": "preference",
     "forgetting.rl_vs_sft": "forgetting", "forgetting.predictor": "forgetting",
+    "precision.fp16_export": "precision_export",
+    "regime.ladder": "ladder",
 }
 
 CLAIMS: dict[str, Claim] = {}  # the claims registered so far (their modules imported)

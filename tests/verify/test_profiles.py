@@ -68,3 +68,16 @@ def test_profiles_differ_only_by_their_entry():
         assert p.name == name
         assert isinstance(p.cases, CaseSizes) and isinstance(p.adapters, AdapterGrid)
         assert len(p.phase_grid.lrs) >= 3 and p.base.model.d_model in p.widths
+
+
+def test_published_profile_is_built_on_a_ladder_rung_and_shares_quicks_ladder():
+    from verify.experiments.ladder import ladder, rung_base
+    from verify.profiles import PUBLISHED_BASE_MEDIAN_ABS_W, PUBLISHED_RUNG
+
+    pub, quick = get_profile("published"), get_profile("quick")
+    assert pub.base == rung_base(quick, PUBLISHED_RUNG, 0)  # the rung's seed-0 base, cached by the ladder
+    assert ladder(pub) == ladder(quick)  # same specs: the ladder's runs are shared, not trained twice
+    assert pub.rl_lr == rlvr_lr(PUBLISHED_BASE_MEDIAN_ABS_W) and pub.sft_lr == pytest.approx(10 * pub.rl_lr)
+    assert len(pub.seeds) >= 3 and pub.ladder_grid.bases >= 3
+    for name, specs in ladder(pub).items():
+        assert len({s.base.train.seed for s in specs}) == len(specs)  # independent bases a rung

@@ -4,13 +4,12 @@ SFT. Each rate rule is written beside the set that uses it."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 from toy_models.finetune import RunSpec
 from toy_models.pretrain import BaseConfig
 from toy_models.transformer import flat_params, init_params
-from verify.knobs import round_lr
+from verify.knobs import round_lr, widened
 from verify.profiles import ADAM_NOISE_STEP
 
 WIDTH_SEEDS = 3  # no empirical claim on fewer (tiny, with 2 seeds, runs 2)
@@ -28,15 +27,8 @@ def phase_grid(p) -> dict[str, tuple[RunSpec, ...]]:
 
 
 def width_base(p, width: int) -> BaseConfig:
-    """The profile's base at another width: d_ff = 2 d_model, heads of 16 dimensions (at least 2), the same
-    depth, corpus and pretraining steps; the pretraining lr scaled by sqrt(32 / width) (Adam's stable step
-    shrinks with width). The profile's own base at its own width is returned unchanged."""
-    b = p.base
-    if width == b.model.d_model:
-        return b
-    model = dataclasses.replace(b.model, d_model=width, d_ff=2 * width, n_heads=max(2, width // 16))
-    train = dataclasses.replace(b.train, lr=b.train.lr * math.sqrt(b.model.d_model / width))
-    return BaseConfig(model, b.corpus, train)
+    """The profile's base at another width (``widened``)."""
+    return widened(p.base, width)
 
 
 def width_lr(p, width: int) -> float:

@@ -3,8 +3,9 @@ and low-magnitude masks of the base, the share of changed weights inside a mask 
 strata (weights of equal bf16 half-ULP, so an equal visibility threshold, claim C9), and the magnitude-matched null
 (``theory.null``): one null draw of a run's changed mask, and the principal overlap beyond the null's expectation.
 
-Views: changed masks compare the released bf16 base with the bf16 export of a snapshot
-(``theory.precision.changed_mask_bitwise``); masks come from the released base; block matrices only."""
+Views: changed masks compare the released base with the export of a snapshot (bf16 bits,
+``theory.precision.changed_mask_bitwise``; an fp16_master run's fp16 export by value, ``changed_mask_fp16``); masks
+come from the released base; block matrices only."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from theory import spectral as S
 from theory.precision import (
     change_probability_from_regime,
     changed_mask_bitwise,
+    changed_mask_fp16,
     half_ulp_bf16,
     overlap_within_strata,
     predicted_overlap,
 )
 from theory.null import magnitude_null, null_mask, null_rng
+from toy_models.storage import MASTER_EXPORTS
 from verify.measures.spectra import top_k
 from verify.measures.weights import block_pairs
 
@@ -27,11 +30,13 @@ MIN_STRATUM = 16  # a ULP stratum holds at least this many weights (smaller ones
 
 
 def changed(ctx, run, step="final") -> dict[str, np.ndarray]:
-    """{block matrix: bool changed mask}: bf16 base against the bf16 export of snapshot ``step`` (memoised)."""
+    """{block matrix: bool changed mask}: the released base against the export of snapshot ``step`` (memoised): bf16
+    bits for every mode but fp16_master, whose fp16 export is compared by value (``changed_mask_fp16``: rounding it
+    to bf16 would hide most of its changes)."""
+    probe = changed_mask_fp16 if MASTER_EXPORTS.get(run.spec.train.precision) == "fp16" else changed_mask_bitwise
 
     def compute():
-        return {n: changed_mask_bitwise(w0.astype(np.float32), w1.astype(np.float32))
-                for n, (w0, w1) in block_pairs(ctx, run, step).items()}
+        return {n: probe(w0.astype(np.float32), w1.astype(np.float32)) for n, (w0, w1) in block_pairs(ctx, run, step).items()}
 
     return ctx.memo(("changed", run.directory.name, str(step)), compute)
 

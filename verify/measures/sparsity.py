@@ -17,6 +17,7 @@ from theory.precision import (
     predict_sparsity_from_drift,
     to_bf16,
 )
+from toy_models.storage import stored_view
 from verify.measures.weights import as_f64
 
 
@@ -92,3 +93,11 @@ def predicted_with(run, drift_run) -> float:
     b2, f2 = as_f64(drift_run.snapshot("base", master=True)), as_f64(drift_run.snapshot("final", master=True))
     n = sum(v.size for v in base.values())
     return sum(v.size * predict_sparsity_from_drift(base[k], f2[k] - b2[k]) for k, v in base.items()) / n
+
+
+def export_sparsity(run, mode: str) -> float:
+    """Share of parameters unchanged between the base and the final snapshot of an fp32-master run when its master
+    weights are released under storage ``mode`` ('fp32_master': the bf16 export; 'fp16_master': the fp16 export,
+    compared by value, never with the bf16 probe): the same training read through two release formats."""
+    base, final = run.snapshot("base", master=True), run.snapshot("final", master=True)
+    return checkpoint_sparsity(stored_view(base, mode), stored_view(final, mode), probe="bitwise")["overall"]

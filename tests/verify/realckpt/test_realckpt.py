@@ -181,6 +181,28 @@ def test_f32_stored_tuned_is_rounded_and_sub_half_ulp_moves_vanish(tmp_path, cap
     assert "tuned: " in (tmp_path / "o" / "pair.md").read_text()
 
 
+def test_f16_pair_gets_its_own_fp16_sparsity_by_value(tmp_path, capsys):
+    """An fp16 release: one-fp16-ULP moves (relative 2^-11 to 2^-10, below the 1e-3 probe and below bf16's half-ULP)
+    count as changes in the fp16 sparsity and vanish from the bf16 one (both sides rounded to bf16 first)."""
+    base = {k: v.astype(np.float32).astype(np.float16) for k, v in _decoder(2, layers=1).items()}
+    tuned, changed = {}, 0
+    for i, (name, x) in enumerate(base.items()):
+        y = np.array(x, copy=True)
+        idx = np.random.default_rng(200 + i).permutation(y.size)[: y.size // 5]
+        y.reshape(-1).view(np.uint16)[idx] += 1  # one fp16 ULP away from 0 (or the next subnormal)
+        tuned[name] = y
+        changed += int(np.count_nonzero(P.changed_mask_fp16(x, y)))
+    save_safetensors(tmp_path / "b.safetensors", base)
+    save_safetensors(tmp_path / "t.safetensors", tuned)
+    rc, err = _run(capsys, "pair", tmp_path / "b.safetensors", tmp_path / "t.safetensors", "--out", tmp_path / "o", "--rank", "4")
+    assert rc == 0, err
+    s = json.loads((tmp_path / "o" / "pair.json").read_text())
+    assert all(r["sparsity_fp16"] is not None for r in s["tensors"])
+    assert s["sparsity_fp16"] == pytest.approx(1 - changed / s["params"], abs=1e-12)
+    assert s["sparsity_bf16"] > 0.9 > s["sparsity_fp16"]  # most one-fp16-ULP moves round back in bf16
+    assert _record(s, "model.layers.0.mlp.up_proj.weight")["dtype"] == "F16"
+
+
 def _low_rank_base(seed: int, m: int, n: int, k: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     U, _ = np.linalg.qr(rng.standard_normal((m, k)))
