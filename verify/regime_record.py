@@ -51,8 +51,9 @@ def regime_summary(records: list[dict]) -> dict:
 
 
 def regime_brief(summary: dict) -> str:
-    """The front table's regime cell: 'rl: step 0.06, drift 4.9, T 120, gain +0.10; ...'."""
-    f = lambda m, k, fmt=".2g": "?" if m.get(k) is None else format(m[k], fmt)  # noqa: E731
+    """The front table's regime cell: 'rl: step 0.06, drift 4.9, T 120, gain +0.10; ...' ('-': not recorded, e.g. the
+    step ratio of a run read at a snapshot, whose per-step changes are summed over the whole run only)."""
+    f = lambda m, k, fmt=".2g": "-" if m.get(k) is None else format(m[k], fmt)  # noqa: E731
     return "; ".join(f"{role}: step {f(m, 'step_ratio')}, drift {f(m, 'drift_ratio')}, T {f(m, 'steps', '.0f')}, "
                      f"gain {f(m, 'gain', '+.2f')}" for role, m in summary.items())
 
