@@ -52,8 +52,6 @@ def finish(claim: Claim, m: Measurement, ctx) -> Verdict:
     records = run_records(m.runs)
     regime = regime_summary(records)
     notes = list(m.notes) + stop_notes(records)
-    if decision.reason:
-        notes.insert(0, f"CONTROL FAILED ({claim.kind} rule read {m.status}): {decision.reason}.")
     if regime:
         notes.append("Regime of the runs used: " + regime_text(regime) + ".")
     return Verdict(claim.id, decision.status, m.headline, kind=claim.kind, rule_status=m.status,

@@ -1,4 +1,5 @@
-"""The run cache under faults, end to end on the tiny profile (gate3.sparsity: one base, four runs):
+"""The run cache under faults, end to end on the tiny profile (gate3.sparsity: one base and eight runs, namely RL, SFT, SFT at
+the RL rate and RL at the SFT rate for two seeds):
 
 - two `verify` processes started together on one empty cache give the run files and the verdict of one
   process, with one metrics record per step (no run trained twice);
@@ -60,7 +61,7 @@ def test_two_processes_on_one_cache_give_the_files_and_report_of_one(single, tmp
         assert proc.returncode == 0, err[-3000:]
         errs.append(err)
     runs = _fingerprint(tmp_path / "runs")
-    assert runs == _fingerprint(single / "runs") and len(runs) == 5
+    assert runs == _fingerprint(single / "runs") and len(runs) == 9
     for name, files in runs.items():
         if not name.startswith("base-"):
             steps = [json.loads(line)["step"] for line in files["metrics.jsonl"].decode().splitlines()]

@@ -4,6 +4,7 @@ metrics against width and sparsity under three optimizers."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 
 def predicted_sparsity(methods, measured, from_drift, from_regime, r2_drift: float, r2_regime: float):
