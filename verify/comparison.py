@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from verify.experiments.compared import Compared
-from verify.measures.size import at_equal_size
+from verify.measures.size import at_equal_size, update_size
 from verify.registry import Control, negative, placebo
 from verify.rules import Interval, Outcome
 
@@ -61,8 +61,6 @@ def compare(ctx, runs: Compared, stat: Callable, rule, by: str) -> Comparison:
 
 def size_note(ctx, comparison: Comparison, by: str) -> str:
     """One sentence: the sizes matched at equal update size and SFT's gain there."""
-    from verify.measures.size import update_size
-
     rl_sizes = [ctx.memo(("update_size", r.directory.name), lambda r=r: update_size(r))[by] for r in comparison.runs["rl"]]
     sft_sizes = [v.summary["regime"][by] for v in comparison.equal_size]
     gains = [v.summary.get("gain") for v in comparison.equal_size]

@@ -65,36 +65,37 @@ class RunAtStep(RunResult):
         return [t for t in tags if not t.isdigit() or int(t) <= self.step]
 
 
-def at_step(run, step: int) -> RunAtStep:
+def at_step(run, step: int, sizes: dict[str, float] | None = None) -> RunAtStep:
     """``run`` read at its snapshot ``step``: summary with the step, the held-out gain and the exact KL to the base
-    logged at that step, and both update sizes in the regime block."""
+    logged at that step, and both update sizes in the regime block (``sizes``: ``update_size(run, step)`` when
+    already known)."""
     records = {r["step"]: r for r in run.metrics()}
     rec = records.get(step, {})
-    sizes = update_size(run, step)
+    sizes = update_size(run, step) if sizes is None else sizes
     summary = {"stopped_at": step, "reason": "snapshot", "gain": rec.get("heldout/gain"),
                "kl_to_base_final": rec.get("kl/to_base_exact"), "base_acc": run.summary.get("base_acc"),
                "regime": {**sizes, "steps": step, "lr": run.spec.train.lr}}
     return RunAtStep(run.spec, run.directory.parent / f"{run.directory.name}@{step}", summary, run.directory, step)
 
 
-def snapshot_sizes(ctx, run, by: str) -> dict[int, float]:
-    """{snapshot step: size ``by``} over a run's numbered snapshots (memoised)."""
-    if by not in SIZES:
-        raise ValueError(f"Argument `by` must be one of {SIZES}, got {by!r}.")
-
+def snapshot_sizes(ctx, run) -> dict[int, dict[str, float]]:
+    """{snapshot step: both update sizes there} over a run's numbered snapshots (memoised, so claims reading the
+    run by drift ratio and by ||dW|| / ||W|| load its snapshots once)."""
     def compute():
         steps = sorted(int(t) for t in run.snapshot_steps() if t.isdigit())
-        return {s: update_size(run, s)[by] for s in steps}
+        return {s: update_size(run, s) for s in steps}
 
-    return ctx.memo(("snapshot_sizes", run.directory.name, by), compute)
+    return ctx.memo(("snapshot_sizes", run.directory.name), compute)
 
 
 def at_equal_size(ctx, run, target, by: str) -> RunAtStep:
     """``run`` read at the snapshot whose size ``by`` is nearest the size of ``target`` (a finished run, at its final
     snapshot): the equal-update-size comparator of a claim."""
+    if by not in SIZES:
+        raise ValueError(f"Argument `by` must be one of {SIZES}, got {by!r}.")
     want = ctx.memo(("update_size", target.directory.name), lambda: update_size(target))[by]
-    sizes = snapshot_sizes(ctx, run, by)
+    sizes = snapshot_sizes(ctx, run)
     if not sizes:
         raise ValueError(f"Run {run.directory.name} has no numbered snapshots to read at equal update size.")
-    step = min(sizes, key=lambda s: (abs(sizes[s] - want), s))
-    return ctx.memo(("at_step", run.directory.name, step), lambda: at_step(run, step))
+    step = min(sizes, key=lambda s: (abs(sizes[s][by] - want), s))
+    return ctx.memo(("at_step", run.directory.name, step), lambda: at_step(run, step, sizes[step]))
