@@ -117,6 +117,9 @@ def default_workers(elements: int) -> int:
 
 
 def _worker_init() -> None:
+    """One BLAS thread in a worker for good: NumPy's and SciPy's OpenBLAS (SciPy loads its own on import)."""
+    import scipy.linalg  # noqa: F401
+
     St.set_blas_threads(1)
 
 

@@ -9,13 +9,12 @@ buffers plus k-column factors and packed (1 bit per weight) masks.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import threading
 from contextlib import contextmanager
 
 import ml_dtypes
 import numpy as np
+import threadpoolctl
 
 from verify.realckpt.layout import DTYPES, BadInput, TensorInfo, read_elements
 
@@ -158,45 +157,27 @@ def popcount(packed: np.ndarray) -> int:
 # BLAS threads
 
 
-_OPENBLAS_SETTERS = ("scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_", "openblas_set_num_threads",
-                     "openblas_set_num_threads64_")
-_blas = {"depth": 0, "setters": None, "lock": threading.Lock()}
-
-
-def _openblas_setters() -> list:
-    if _blas["setters"] is None:
-        found = []
-        try:
-            with open("/proc/self/maps") as maps:
-                paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and ".so" in line}
-        except OSError:
-            paths = set()
-        for path in sorted(paths):
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            found += [getattr(lib, sym) for sym in _OPENBLAS_SETTERS if hasattr(lib, sym)]
-        _blas["setters"] = found
-    return _blas["setters"]
+_blas = {"depth": 0, "limiter": None, "lock": threading.Lock()}
 
 
 def set_blas_threads(n: int) -> None:
-    """Set the thread count of every loaded OpenBLAS (worker processes run on one)."""
-    for f in _openblas_setters():
-        f(ctypes.c_int(int(n)))
+    """Set the thread count of every BLAS library loaded so far (``threadpoolctl``; one loaded later keeps its own)."""
+    threadpoolctl.threadpool_limits(limits=int(n), user_api="blas")
 
 
 @contextmanager
 def single_blas_thread():
-    """Run the block with every loaded OpenBLAS on one thread (re-entrant; ``os.cpu_count()`` threads after).
+    """Run the block with every loaded BLAS on one thread, restoring the previous counts after (re-entrant,
+    also across threads of one process: the outermost block sets and restores).
 
-    LAPACK's tridiagonal reduction makes thousands of small BLAS-2 calls; with two OpenBLAS threads on a
-    machine whose cores are busy with other work, each call waits for a descheduled thread (a 1536 x 1536
-    ``eigh`` was measured 7 to 20 times slower). The analyzer runs tensors in parallel processes instead."""
+    LAPACK's tridiagonal reduction makes thousands of small BLAS-2 calls; with two BLAS threads on a machine
+    whose cores are busy with other work, each call waits for a descheduled thread (a 1536 x 1536 ``eigh``
+    was measured 7 to 20 times slower). The analyzer runs tensors in parallel processes instead. The libraries
+    are looked up on entry, not once per process: SciPy loads its own OpenBLAS, apart from NumPy's, when
+    ``scipy.linalg`` is first imported, which in a worker process happens after the pool's initializer ran."""
     with _blas["lock"]:
         if _blas["depth"] == 0:
-            set_blas_threads(1)
+            _blas["limiter"] = threadpoolctl.threadpool_limits(limits=1, user_api="blas")
         _blas["depth"] += 1
     try:
         yield
@@ -204,7 +185,8 @@ def single_blas_thread():
         with _blas["lock"]:
             _blas["depth"] -= 1
             if _blas["depth"] == 0:
-                set_blas_threads(os.cpu_count() or 1)
+                _blas["limiter"].restore_original_limits()
+                _blas["limiter"] = None
 
 
 def as_float64(x: np.ndarray) -> np.ndarray:
