@@ -24,7 +24,6 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from verify.realckpt import stream as St
 from verify.realckpt.dispatch import run as run_job
 from verify.realckpt.job import Job, TensorResult
 from verify.realckpt.layout import BadInput, Checkpoint, order_key, parse_name
@@ -116,13 +115,6 @@ def default_workers(elements: int) -> int:
     return 1 if elements < POOL_MIN_ELEMENTS else max(1, min(2, os.cpu_count() or 1))
 
 
-def _worker_init() -> None:
-    """One BLAS thread in a worker for good: NumPy's and SciPy's OpenBLAS (SciPy loads its own on import)."""
-    import scipy.linalg  # noqa: F401
-
-    St.set_blas_threads(1)
-
-
 def run_jobs(jobs: list[Job], workers: int, done=None):
     """Yield the result of every job (in completion order), in this process, a spawned process pool (full
     analysis: its linear algebra holds the GIL between BLAS calls) or threads (sparsity only: reads and numpy
@@ -141,7 +133,7 @@ def run_jobs(jobs: list[Job], workers: int, done=None):
     if jobs and jobs[0].opts.sparsity_only:
         pool = ThreadPoolExecutor(max_workers=workers)
     else:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
     try:
         pending = {pool.submit(run_job, job): job.name for job in order}
         while pending:

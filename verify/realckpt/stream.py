@@ -160,11 +160,6 @@ def popcount(packed: np.ndarray) -> int:
 _blas = {"depth": 0, "limiter": None, "lock": threading.Lock()}
 
 
-def set_blas_threads(n: int) -> None:
-    """Set the thread count of every BLAS library loaded so far (``threadpoolctl``; one loaded later keeps its own)."""
-    threadpoolctl.threadpool_limits(limits=int(n), user_api="blas")
-
-
 @contextmanager
 def single_blas_thread():
     """Run the block with every loaded BLAS on one thread, restoring the previous counts after (re-entrant,
@@ -174,7 +169,7 @@ def single_blas_thread():
     whose cores are busy with other work, each call waits for a descheduled thread (a 1536 x 1536 ``eigh``
     was measured 7 to 20 times slower). The analyzer runs tensors in parallel processes instead. The libraries
     are looked up on entry, not once per process: SciPy loads its own OpenBLAS, apart from NumPy's, when
-    ``scipy.linalg`` is first imported, which in a worker process happens after the pool's initializer ran."""
+    ``scipy.linalg`` is first imported, possibly after an earlier block ran (a worker process's first job)."""
     with _blas["lock"]:
         if _blas["depth"] == 0:
             _blas["limiter"] = threadpoolctl.threadpool_limits(limits=1, user_api="blas")

@@ -25,7 +25,8 @@ def test_single_blas_thread_covers_libraries_loaded_after_the_first_setting():
         import json
         import threadpoolctl
         from verify.realckpt import stream as St
-        St.set_blas_threads(1)          # as a worker's initializer does, before SciPy is imported
+        with St.single_blas_thread():   # a block run before SciPy is imported
+            pass
         threadpoolctl.threadpool_limits(limits=2, user_api="blas")
         import scipy.linalg             # loads SciPy's OpenBLAS, with its default thread count
         before = [i["num_threads"] for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
